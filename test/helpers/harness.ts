@@ -1,0 +1,185 @@
+/**
+ * Test harness over real components: a Temporal dev server (the project's pinned `temporal` binary through
+ * @temporalio/testing's existing-path), PostgreSQL 15 clusters with pgBackRest stanzas in temp folders,
+ * and pgdr workers. Every port is picked free, so test files never collide.
+ */
+import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { query } from '../../activities/postgres';
+import { run } from '../../activities/process';
+import { loadConfig, type LoadedConfig } from '../../common/config';
+import { temporalBinary } from '../../common/paths';
+import { configYaml, initLocalCluster, localCluster, startLocalCluster, stopLocalCluster, type LocalCluster, type LocalClusterSpec } from '../../worker/local-cluster';
+import { createWorkerSet, type WorkerSet } from '../../worker/worker';
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+/** The workflow bundle, built once per test file. */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
+  return bundle;
+}
+
+const noop = () => undefined;
+const quietLogger = { trace: noop, debug: noop, info: noop, warn: noop, error: (m: string) => console.error(m), log: noop } as never;
+
+export class Harness {
+  env!: TestWorkflowEnvironment;
+  readonly root: string;
+  readonly clusters: LocalCluster[] = [];
+  private workers: { set: WorkerSet; done: Promise<void> }[] = [];
+  config!: LoadedConfig;
+  configFile!: string;
+
+  constructor(readonly name: string) {
+    this.root = mkdtempSync(`/tmp/pgdr-test-${name}-`);
+    chmodSync(this.root, 0o755); // the postgres user must reach the cluster folders
+  }
+
+  get client(): Client {
+    return this.env.client;
+  }
+
+  async startTemporal(): Promise<void> {
+    this.env = await TestWorkflowEnvironment.createLocal({
+      server: {
+        executable: { type: 'existing-path', path: temporalBinary() },
+        ip: '127.0.0.1',
+        ui: false,
+        extraArgs: ['--log-level', 'error'],
+      },
+    });
+  }
+
+  /** A new cluster with WAL archiving, started; the stanza is created unless `stanza: false`. */
+  async addCluster(spec: Partial<LocalClusterSpec> & { name: string }, opts: { archive?: boolean; cipher?: boolean; env?: Record<string, string> } = {}): Promise<LocalCluster> {
+    const c = localCluster({ dir: join(this.root, spec.name), port: await freePort(), ...spec });
+    await initLocalCluster(c, opts);
+    await startLocalCluster(c);
+    this.clusters.push(c);
+    return c;
+  }
+
+  /** Write pgdr.yaml for the clusters so far (plus extra top-level fields) and load it. */
+  writeConfig(extra: Record<string, unknown> = {}, clusterExtra: Record<string, Record<string, unknown>> = {}): LoadedConfig {
+    this.configFile = join(this.root, 'pgdr.yaml');
+    const address = this.env.connection.options.address;
+    writeFileSync(
+      this.configFile,
+      configYaml({
+        clusters: this.clusters.map((c) => ({ ...c.configEntry, ...(clusterExtra[c.name] ?? {}) })),
+        temporalAddress: address,
+        taskQueue: `pgdr-${this.name}`,
+        extra: { worker: { metricsPort: 0 }, ...extra },
+      }),
+    );
+    this.config = loadConfig(this.configFile);
+    return this.config;
+  }
+
+  /** Start a worker set (shared queue + host queues) in this process. */
+  async startWorker(opts: { hosts?: string[]; workflows?: boolean; config?: LoadedConfig } = {}): Promise<WorkerSet> {
+    const set = await createWorkerSet({
+      config: opts.config ?? this.config,
+      hosts: opts.hosts,
+      workflows: opts.workflows,
+      connection: this.env.nativeConnection,
+      workflowBundle: await workflowBundle(),
+    });
+    this.workers.push({ set, done: set.run() });
+    return set;
+  }
+
+  async stopWorkers(): Promise<void> {
+    for (const w of this.workers) w.set.shutdown();
+    await Promise.allSettled(this.workers.map((w) => w.done));
+    this.workers = [];
+  }
+
+  /** Start a workflow on the harness task queue and wait for its result. */
+  async execute<T>(workflowType: string, input: unknown, id?: string): Promise<T> {
+    return this.client.workflow.execute(workflowType, {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: id ?? `${workflowType}-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`,
+      args: [input],
+    }) as Promise<T>;
+  }
+
+  async start(workflowType: string, input: unknown, id?: string): Promise<WorkflowHandle> {
+    return this.client.workflow.start(workflowType, {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: id ?? `${workflowType}-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`,
+      args: [input],
+    });
+  }
+
+  /** Run a workflow expected to fail; returns the innermost failure (message and type). */
+  async expectFailure(workflowType: string, input: unknown): Promise<{ message: string; type?: string; nonRetryable?: boolean; handle: WorkflowHandle }> {
+    const handle = await this.start(workflowType, input);
+    try {
+      await handle.result();
+    } catch (err) {
+      if (!(err instanceof WorkflowFailedError)) throw err;
+      let e: { cause?: unknown; message: string; type?: string; nonRetryable?: boolean } = err as never;
+      while (e.cause) e = e.cause as typeof e;
+      return { message: e.message, type: e.type, nonRetryable: e.nonRetryable, handle };
+    }
+    throw new Error(`${workflowType} was expected to fail but succeeded`);
+  }
+
+  /** Activity types scheduled in a workflow's history. */
+  async scheduledActivities(handle: WorkflowHandle): Promise<string[]> {
+    const history = await handle.fetchHistory();
+    return (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name!);
+  }
+
+  async teardown(): Promise<void> {
+    await this.stopWorkers();
+    for (const c of this.clusters) await stopLocalCluster(c).catch(() => undefined);
+    await this.env?.teardown();
+    if (!process.env.PGDR_KEEP_TEST_DIRS) rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+export async function sql<T extends Record<string, unknown> = Record<string, unknown>>(c: LocalCluster, text: string, params: unknown[] = [], database?: string): Promise<T[]> {
+  return query<T>(c, text, params, database);
+}
+
+/** pgBackRest (or any command) as the cluster's OS user, for assertions. */
+export async function pgbackrestJson(c: LocalCluster, args: string[]): Promise<unknown> {
+  const r = await run('pgbackrest', [`--config=${c.pgbackrestConfig}`, `--stanza=${c.stanza}`, ...args, '--output=json'], { user: c.osUser });
+  return JSON.parse(r.stdout.replace(/"system-id":(\d+)/g, '"system-id":"$1"'));
+}
+
+/** PIDs of processes whose command line matches all the given fragments. */
+export async function processesMatching(...fragments: string[]): Promise<number[]> {
+  const r = await run('ps', ['-eo', 'pid=,args=']);
+  return r.stdout
+    .split('\n')
+    .filter((l) => fragments.every((f) => l.includes(f)) && !l.includes('ps -eo'))
+    .map((l) => Number(l.trim().split(/\s+/)[0]));
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * The pgdr worker: one process per database host. It serves
+ * - the shared workflow task queue (runbooks and configuration lookups), unless told not to, and
+ * - the task queue of each host it owns (`pgdr-host-<host>`): activities that touch that host's files.
+ */
+import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { temporalLogger } from '../common/log';
+import { createActivities } from '../activities';
+import type { LoadedConfig } from '../common/config';
+import { hostTaskQueue } from '../common/types';
+
+export interface WorkerSetOptions {
+  config: LoadedConfig;
+  /** Hosts this process owns; default: every host named in the config. */
+  hosts?: string[];
+  /** Serve the shared workflow task queue too (default true). */
+  workflows?: boolean;
+  connection?: NativeConnection;
+  /** A pre-built workflow bundle (tests build it once per suite). */
+  workflowBundle?: WorkerOptions['workflowBundle'];
+}
+
+export interface WorkerSet {
+  taskQueues: string[];
+  run(): Promise<void>;
+  shutdown(): void;
+}
+
+let runtimeReady = false;
+/** Route the SDK's logs through pgdr's logger (once per process, before the first worker). */
+function installRuntime() {
+  if (runtimeReady) return;
+  runtimeReady = true;
+  try {
+    Runtime.install({ logger: temporalLogger });
+  } catch {
+    /* already installed (e.g. by a test harness) */
+  }
+}
+
+export async function createWorkerSet(opts: WorkerSetOptions): Promise<WorkerSet> {
+  const { config } = opts;
+  installRuntime();
+  const connection =
+    opts.connection ??
+    (await NativeConnection.connect({
+      address: config.temporal.address,
+      tls: config.temporal.tls || undefined,
+      apiKey: config.temporal.apiKeyEnv ? process.env[config.temporal.apiKeyEnv] : undefined,
+    }));
+  const activities = createActivities(config);
+  const hosts = opts.hosts ?? [...new Set(config.clusters.map((c) => c.host))];
+  const common = {
+    connection,
+    namespace: config.temporal.namespace,
+    maxConcurrentActivityTaskExecutions: config.worker.maxConcurrentActivities,
+  };
+  const workers: Worker[] = [];
+  if (opts.workflows !== false) {
+    workers.push(
+      await Worker.create({
+        ...common,
+        taskQueue: config.temporal.taskQueue,
+        activities,
+        maxCachedWorkflows: config.worker.maxCachedWorkflows,
+        ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
+      }),
+    );
+  }
+  for (const host of hosts) {
+    workers.push(await Worker.create({ ...common, taskQueue: hostTaskQueue(host), activities }));
+  }
+  return {
+    taskQueues: workers.map((w) => w.options.taskQueue),
+    run: async () => {
+      await Promise.all(workers.map((w) => w.run()));
+      if (!opts.connection) await connection.close();
+    },
+    shutdown: () => workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown()),
+  };
+}

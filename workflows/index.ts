@@ -1,0 +1,4 @@
+/** Every runbook pgdr registers. One runbook per file; shared mechanics in runbook.ts. */
+export { backup } from './backup';
+export { backupStatus } from './backup-status';
+export { setupStanza } from './setup-stanza';
