@@ -6,12 +6,14 @@
 import type { LoadedConfig } from '../common/config';
 import { backupActivities } from './backup';
 import { clusterActivities } from './cluster';
+import { notifyActivities } from './notify';
 
 export function createActivities(config: LoadedConfig) {
   const deps = { config };
   return {
     ...clusterActivities(deps),
     ...backupActivities(deps),
+    ...notifyActivities(deps),
   };
 }
 
