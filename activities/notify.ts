@@ -49,11 +49,11 @@ export function notifyActivities({ config }: ActivityDeps) {
     async notify(n: Notice): Promise<NoticeResult> {
       let workflowId = n.workflowId;
       try {
-        workflowId ??= Context.current().info.workflowExecution.workflowId;
+        workflowId ??= Context.current().info.workflowExecution?.workflowId;
       } catch {
         /* not in an activity */
       }
-      const url = workflowId ? workflowUrl(config, workflowId) : undefined;
+      const url = workflowId !== undefined ? workflowUrl(config, workflowId) : undefined;
       const text = noticeText(n, url);
       log[n.level === 'alert' ? 'error' : n.level === 'warning' ? 'warn' : 'info']({ notice: { ...n, url } }, n.title);
       const slack = slackTarget(config);
