@@ -7,6 +7,10 @@ import type { LoadedConfig } from '../common/config';
 import { backupActivities } from './backup';
 import { clusterActivities } from './cluster';
 import { notifyActivities } from './notify';
+import { drillActivities } from './drill';
+import { restoreActivities } from './restore';
+import { healthActivities, policyActivities } from './health';
+import { approvalActivities } from './approval';
 
 export function createActivities(config: LoadedConfig) {
   const deps = { config };
@@ -14,6 +18,11 @@ export function createActivities(config: LoadedConfig) {
     ...clusterActivities(deps),
     ...backupActivities(deps),
     ...notifyActivities(deps),
+    ...restoreActivities(deps),
+    ...drillActivities(deps),
+    ...healthActivities(deps),
+    ...policyActivities(deps),
+    ...approvalActivities(deps),
   };
 }
 

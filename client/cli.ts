@@ -11,6 +11,7 @@ import { formatBackupResult, formatStanzaInfo } from './format';
 import { runDev } from '../worker/dev';
 import { createWorkerSet } from '../worker/worker';
 import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
+import { registerApprovalCommands } from './approvals-cli';
 
 const program = new Command();
 program
@@ -18,10 +19,17 @@ program
   .description('PostgreSQL disaster-recovery runbooks (pgBackRest) as durable Temporal workflows')
   .option('-c, --config <file>', 'config file (default: $PGDR_CONFIG, ./pgdr.yaml, or the embedded demo)')
   .option('--json', 'print results as JSON')
-  .showHelpAfterError();
+  .showHelpAfterError('(run with --help for usage)');
 
 const globals = () => program.opts<{ config?: string; json?: boolean }>();
 const config = (): LoadedConfig => loadConfig(defaultConfigPath(PROJECT_ROOT, globals().config));
+
+/** Fail fast, before anything starts, for a cluster the config does not have. */
+function requireClusterName(cfg: LoadedConfig, name: string): void {
+  if (!cfg.clusters.some((c) => c.name === name)) {
+    throw new CliError(`unknown cluster "${name}" in ${cfg.file}`, `configured clusters: ${cfg.clusters.map((c) => c.name).join(', ')}`);
+  }
+}
 const print = (text: string, json: unknown) => process.stdout.write(`${globals().json ? JSON.stringify(json, null, 2) : text}\n`);
 
 function collect(value: string, prev: string[]) {
@@ -53,6 +61,7 @@ program
     const clean = JSON.parse(JSON.stringify(input)) as object;
     const check = checkInput(backupInputSchema, clean, 'backup');
     if (!check.ok) throw new CliError(check.message);
+    requireClusterName(cfg, o.cluster);
     const client = await connectClient(cfg);
     const what = o.snapshot ? `snapshot ${o.snapshot}` : `${o.type ?? 'incr'} backup`;
     const result = await runWorkflow<BackupResult>(client, cfg, {
@@ -72,6 +81,7 @@ program
   .option('--repo <n>', 'repository number', (v) => Number(v))
   .action(async (o: { cluster?: string; repo?: number }) => {
     const cfg = config();
+    if (o.cluster) requireClusterName(cfg, o.cluster);
     const clusters = o.cluster ? [o.cluster] : cfg.clusters.map((c) => c.name);
     const client = await connectClient(cfg);
     const results: Record<string, StanzaInfo> = {};
@@ -99,6 +109,7 @@ stanza
   .option('--fix-archive-settings', 'set archive_mode/wal_level/archive_command with ALTER SYSTEM when wrong')
   .action(async (o: { cluster: string; fixArchiveSettings?: boolean }) => {
     const cfg = config();
+    requireClusterName(cfg, o.cluster);
     const client = await connectClient(cfg);
     const r = await runWorkflow<SetupStanzaResult>(client, cfg, {
       workflowType: 'setupStanza',
@@ -143,6 +154,8 @@ program
   .action(async () => {
     await runDev();
   });
+
+registerApprovalCommands(program, { config, print });
 
 export async function main(argv: string[]): Promise<void> {
   try {

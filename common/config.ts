@@ -41,6 +41,8 @@ const scheduleSchema = z.union([
       cron: z.string().optional(),
       every: durationSchema.optional(),
       jitter: durationSchema.optional(),
+      /** How late a missed run (server or worker down) may still start; default per kind (see client/schedules.ts). */
+      catchupWindow: durationSchema.optional(),
     })
     .strict()
     .refine((s) => Boolean(s.cron) !== Boolean(s.every), { message: 'exactly one of "cron" or "every"' }),
@@ -144,6 +146,8 @@ export const clusterSchema = z
         migrationsTable: z.string().optional(),
         /** Extra free space required beyond the restore size, as a fraction (0.1 = 10 %). */
         diskMargin: z.number().min(0).default(0.1),
+        /** RTO target for the drill's measured restore (restore + recovery + validation); default rto.fullSite, rto.pitr for PITR targets. */
+        rto: durationSchema.optional(),
       })
       .strict()
       .default({}),
@@ -233,7 +237,13 @@ export const configSchema = z
         fullSiteRecovery: approvalPolicySchema.default({ required: 2 }),
         expire: approvalPolicySchema.default({}),
         cleanup: approvalPolicySchema.default({}),
-        demo: approvalPolicySchema.default({}),
+        /** `pgdr demo approval`: two made-up CLI identities so that a new user can try the gate at once. */
+        demo: approvalPolicySchema.default({ approvers: ['alice', 'bob'] }),
+        /**
+         * Slack user id → person (their CLI identity), e.g. { U024BE7LH: alice }: one person is one voter
+         * whichever channel they use, and the audit trail names them.
+         */
+        people: z.record(z.string().regex(/^[UW][A-Z0-9]{2,}$/, 'a Slack user id like U024BE7LH'), z.string().min(1)).default({}),
       })
       .strict()
       .default({}),

@@ -67,4 +67,28 @@ export function normaliseBackupInput(v: BackupInput): ValidBackupInput {
   return { ...v, type: v.snapshot ? 'full' : (v.type ?? 'incr'), annotations: v.annotations ?? {} };
 }
 
+export const drillInputSchema = z
+  .object({
+    cluster: clusterName,
+    set: z.string().regex(/^(latest|\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?)$/, 'set: a backup set label like 20260115-020000F (or _…D / _…I), or "latest"').optional(),
+    target: z
+      .object({
+        type: z.enum(['time', 'name', 'lsn', 'xid', 'immediate'], { errorMap: () => ({ message: 'target.type must be one of time, name, lsn, xid, immediate' }) }),
+        value: z.string().min(1).max(200).regex(/^[^\n\r\0]*$/, 'target.value: a single line').optional(),
+      })
+      .strict()
+      .superRefine((t, ctx) => {
+        if (['name', 'lsn', 'xid'].includes(t.type) && !t.value) ctx.addIssue({ code: 'custom', path: ['value'], message: `a ${t.type} target needs a value` });
+        if (t.type === 'time' && t.value && Number.isNaN(Date.parse(t.value))) ctx.addIssue({ code: 'custom', path: ['value'], message: 'a time like 2026-01-15T14:30:00Z' });
+        if (t.type === 'lsn' && t.value && !/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/.test(t.value)) ctx.addIssue({ code: 'custom', path: ['value'], message: 'an LSN like 0/3000060' });
+        if (t.type === 'xid' && t.value && !/^\d+$/.test(t.value)) ctx.addIssue({ code: 'custom', path: ['value'], message: 'a transaction id (digits)' });
+      })
+      .optional(),
+    repo: z.number().int().min(1).max(256).optional(),
+    validations: z
+      .array(z.object({ name: z.string().min(1), database: z.string().optional(), sql: z.string().min(1), expect: z.string() }).strict())
+      .optional(),
+  })
+  .strict();
+
 export type { SetupStanzaInput };

@@ -1,20 +1,38 @@
-/** pgdr's logger (pino, JSON lines on stderr) and the adapter that routes the Temporal SDK's logs to it. */
+/**
+ * pgdr's logger: pino, JSON lines on stderr (for log shippers), or short readable lines when stderr is a
+ * terminal. The Temporal SDK's own logs go through it too, one level quieter (its info is our debug).
+ */
 import pino from 'pino';
 
-export const log = pino({ name: 'pgdr', level: process.env.PGDR_LOG_LEVEL ?? 'info' }, pino.destination(2));
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+
+/** One readable line per log record, for people watching a terminal. */
+const readable = {
+  write(line: string) {
+    try {
+      const { level, time, msg, pid: _p, hostname: _h, name: _n, ...rest } = JSON.parse(line) as Record<string, unknown>;
+      const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : '';
+      process.stderr.write(`${new Date(time as number).toISOString().slice(11, 19)} ${LEVELS[level as number] ?? level} ${msg}${extra}\n`);
+    } catch {
+      process.stderr.write(line);
+    }
+  },
+};
+
+export const log = pino({ name: 'pgdr', level: process.env.PGDR_LOG_LEVEL ?? 'info' }, process.stderr.isTTY ? readable : pino.destination(2));
 
 type Meta = Record<string, unknown> | undefined;
 
-/** A Temporal SDK Logger backed by pino. */
+/** A Temporal SDK Logger backed by pino (SDK info → debug, so that a worker's routine chatter stays out). */
 export const temporalLogger = {
   log: (level: string, message: string, meta?: Meta) => {
     const l = level.toLowerCase();
-    if (l === 'trace' || l === 'debug' || l === 'info' || l === 'warn' || l === 'error') log[l](meta ?? {}, message);
-    else log.info(meta ?? {}, message);
+    if (l === 'warn' || l === 'error') log[l](meta ?? {}, message);
+    else log.debug(meta ?? {}, message);
   },
   trace: (m: string, meta?: Meta) => log.trace(meta ?? {}, m),
   debug: (m: string, meta?: Meta) => log.debug(meta ?? {}, m),
-  info: (m: string, meta?: Meta) => log.info(meta ?? {}, m),
+  info: (m: string, meta?: Meta) => log.debug(meta ?? {}, m),
   warn: (m: string, meta?: Meta) => log.warn(meta ?? {}, m),
   error: (m: string, meta?: Meta) => log.error(meta ?? {}, m),
 };

@@ -2,3 +2,5 @@
 export { backup } from './backup';
 export { backupStatus } from './backup-status';
 export { setupStanza } from './setup-stanza';
+export { verifyDrill } from './verify-drill';
+export { demoApproval } from './demo-approval';

@@ -6,6 +6,7 @@
 import {
   ActivityCancellationType,
   ApplicationFailure,
+  CancellationScope,
   defineQuery,
   proxyActivities,
   setCurrentDetails,
@@ -14,6 +15,7 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
+import type { Notice, NoticeResult } from '../activities/notify';
 import { checkInput } from '../common/inputs';
 import type { ClusterSummary } from '../common/types';
 import type { z } from 'zod';
@@ -49,6 +51,25 @@ export function onHost(cluster: Pick<ClusterSummary, 'taskQueue' | 'backupTimeou
   return { quick, long };
 }
 
+/**
+ * Notifications (Slack and the log). The activity never throws and the Slack client retries with backoff
+ * inside it; the short timeout bounds how long a runbook can wait for Slack, and `notify` below turns even a
+ * timeout into a result, so a notification never fails a runbook.
+ */
+const notifier = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  retry: { maximumAttempts: 1 },
+});
+
+/** Send a notice; resolves with where it went, never rejects. */
+export async function notify(n: Notice): Promise<NoticeResult> {
+  try {
+    return await notifier.notify.executeWithOptions({ summary: `notify: ${n.title}`.slice(0, 200) }, [n]);
+  } catch (err) {
+    return { delivered: 'log', error: err instanceof Error ? rootMessage(err) : String(err) };
+  }
+}
+
 /** Validate a workflow input or fail the workflow with a non-retryable BadInput failure. */
 export function validInput<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, input: unknown, what: string): T {
   const r = checkInput(schema, input, what);
@@ -79,6 +100,7 @@ export const stepsQuery = defineQuery<RunbookState>('steps');
 export class Runbook {
   readonly steps: StepRecord[] = [];
   private extra: () => string = () => '';
+  private notices?: { cluster?: string; runbook: string; thread: Promise<string | undefined>; pending: Promise<unknown>[] };
 
   constructor(readonly title: string) {
     setHandler(stepsQuery, () => ({ title, workflowId: workflowInfo().workflowId, steps: this.steps }), {
@@ -100,6 +122,67 @@ export class Runbook {
       this.end(rec, 'failed', err instanceof Error ? rootMessage(err) : String(err));
       throw err;
     }
+  }
+
+  /**
+   * Run the whole runbook with notifications: a start message, a thread reply per finished step (only when
+   * the start message reached Slack), and a success or failure message (failure names the step and the error
+   * and is broadcast to the channel). Notifications never fail or hold up the runbook beyond the notify
+   * activity's short timeout. Opt-in: runbooks that do not call this behave exactly as before.
+   */
+  async notified<T>(opts: { cluster?: string; runbook?: string }, fn: () => Promise<T>): Promise<T> {
+    const runbook = opts.runbook ?? workflowInfo().workflowType;
+    const start = notify({ level: 'info', title: `Started: ${this.title}`, cluster: opts.cluster, runbook });
+    this.notices = { cluster: opts.cluster, runbook, thread: start.then((r) => r.ts), pending: [start] };
+    const began = Date.now();
+    let result: T;
+    try {
+      result = await fn();
+    } catch (err) {
+      const failed = [...this.steps].reverse().find((st) => st.state === 'failed');
+      await this.finalNotice({
+        level: 'alert',
+        title: `Failed: ${this.title}`,
+        step: failed?.name,
+        error: err instanceof Error ? rootMessage(err) : String(err),
+        broadcast: true,
+      });
+      throw err;
+    }
+    const secs = ((Date.now() - began) / 1000).toFixed(1);
+    await this.finalNotice({ level: 'success', title: `Succeeded: ${this.title}`, text: `${this.steps.length} step(s) in ${secs} s` });
+    return result;
+  }
+
+  private async finalNotice(n: Omit<Notice, 'cluster' | 'runbook' | 'threadTs'>): Promise<void> {
+    const ns = this.notices;
+    if (!ns) return;
+    // Also when the runbook was cancelled: the last word must still reach the channel.
+    await CancellationScope.nonCancellable(async () => {
+      await Promise.all(ns.pending);
+      const threadTs = await ns.thread;
+      await notify({ ...n, cluster: ns.cluster, runbook: ns.runbook, threadTs });
+    });
+  }
+
+  private replyForStep(rec: StepRecord): void {
+    const ns = this.notices;
+    if (!ns) return;
+    const icon = rec.state === 'failed' ? '✗' : rec.state === 'skipped' ? '–' : '✓';
+    const took = rec.durationMs !== undefined ? ` (${(rec.durationMs / 1000).toFixed(1)} s)` : '';
+    ns.pending.push(
+      ns.thread.then((threadTs) =>
+        threadTs
+          ? notify({
+              level: rec.state === 'failed' ? 'warning' : 'info',
+              title: `${icon} ${rec.name}${took}`,
+              step: rec.name,
+              text: rec.note,
+              threadTs,
+            })
+          : undefined,
+      ),
+    );
   }
 
   skip(name: string, why: string): void {
@@ -129,6 +212,7 @@ export class Runbook {
     rec.durationMs = Date.parse(rec.endedAt) - Date.parse(rec.startedAt);
     if (note) rec.note = note;
     this.render();
+    this.replyForStep(rec);
   }
 }
 

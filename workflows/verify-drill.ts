@@ -1,0 +1,293 @@
+/**
+ * Runbook: verification drill — prove that a backup set restores, and measure how long it takes.
+ *
+ *  1. Verify the repository (`pgbackrest verify`, output parsed: it exits 0 on damage).
+ *  2. Preflight: the set exists, the target is inside the recoverable window, the scratch disk has room.
+ *  3. Restore the set into a fresh scratch folder (`--archive-mode=off`, the target, process-max).
+ *  4. Start the copy on a free port with its own socket, wait until recovery ends and it is promoted.
+ *  5. Validate: SELECT 1, tables, row counts against production, pg_amcheck, queries, migrations.
+ *  6. Stop the copy and delete the scratch folder — always (success, failure, cancel, worker crash).
+ *  7. Record: annotate the set `pgdr-verified=<time>`, metrics, notify; warn when the RTO is exceeded.
+ *
+ * Verify runs concurrently with preflight + restore + start (it reads the repo, the restore reads it too);
+ * when verify finds damage the restore is cancelled. With a time target, the drill first writes an RPO
+ * marker on production (the only write to production besides the annotation) and proves that exactly the
+ * markers up to the target are restored.
+ *
+ * Outcome: a failed drill FAILS the workflow (schedules and the UI show red), after the failure has been
+ * recorded and notified; a passed drill returns a DrillResult. The scratch folder is named after the
+ * workflow id, so a cleanup re-run after a crash (on any worker of the host) finds it.
+ */
+import { ActivityCancellationType, ApplicationFailure, CancellationScope, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { Duration } from '@temporalio/common';
+import type { Activities } from '../activities';
+import type { DrillInput, DrillResult, DrillTarget, PreflightReport, RpoMarker, ValidationReport, VerifyReport } from '../common/drill';
+import { drillInputSchema } from '../common/inputs';
+import { ANNOTATION, type ClusterSummary } from '../common/types';
+import type { RecoveryReport } from '../activities/restore';
+import { config, NON_RETRYABLE, onHost, Runbook, rootMessage, validInput, type StepRecord } from './runbook';
+
+/** A short, stable scratch folder name derived from the workflow id (FNV-1a, deterministic). */
+export function scratchNameFor(workflowId: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < workflowId.length; i++) {
+    h ^= workflowId.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  const slug = workflowId.replace(/[^A-Za-z0-9_-]+/g, '-').slice(0, 32).replace(/-+$/, '');
+  return `pgdr-drill-${slug}-${h.toString(16).padStart(8, '0')}`;
+}
+
+/** '90s', '15m', '2h', '1d' → milliseconds. */
+export function durationMs(d: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
+  if (!m) return NaN;
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+}
+
+function drillProxies(cluster: Pick<ClusterSummary, 'taskQueue' | 'backupTimeout'>) {
+  const { quick } = onHost(cluster);
+  /** Restore / start: long, heartbeating (a dead worker is noticed within 20 s and the attempt retried). */
+  const restore = proxyActivities<Activities>({
+    taskQueue: cluster.taskQueue,
+    startToCloseTimeout: cluster.backupTimeout as Duration,
+    heartbeatTimeout: '20s',
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE, 'RecoveryFailed'] },
+  });
+  /** verify, validation, marker: minutes, heartbeating. */
+  const work = proxyActivities<Activities>({
+    taskQueue: cluster.taskQueue,
+    startToCloseTimeout: '2h',
+    heartbeatTimeout: '60s',
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
+  });
+  /** Cleanup: idempotent, retried for a long time (a host worker that is down comes back). */
+  const cleanup = proxyActivities<Activities>({
+    taskQueue: cluster.taskQueue,
+    startToCloseTimeout: '5m',
+    heartbeatTimeout: '30s',
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 50, nonRetryableErrorTypes: ['BadInput'] },
+  });
+  return { quick, restore, work, cleanup };
+}
+
+const notifier = proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 1 } });
+
+export const STEP = {
+  marker: 'Write an RPO marker on production and wait until its WAL is archived',
+  verify: 'Verify the repository (pgbackrest verify)',
+  preflight: 'Preflight: backup set, recoverable window, free disk space',
+  restore: 'Restore the backup set into a scratch folder',
+  start: 'Start the scratch copy and wait until recovery ends',
+  validate: 'Validate the restored copy',
+  cleanup: 'Stop the scratch copy and delete its folder',
+  annotate: 'Annotate the proven backup set',
+  record: 'Record and notify the result',
+} as const;
+
+export async function verifyDrill(input: DrillInput): Promise<DrillResult> {
+  const req = validInput(drillInputSchema, input, 'verifyDrill');
+  const wfId = workflowInfo().workflowId;
+  const scratch = scratchNameFor(wfId);
+  const target: DrillTarget = req.target ?? { type: 'immediate' };
+  const rb = new Runbook(`Verification drill of cluster ${req.cluster}${req.set ? `, set ${req.set}` : ''} (target ${target.type}${target.value ? ` ${target.value}` : ''})`);
+  const began = Date.now();
+
+  const cluster = await rb.step('Look up the cluster', () => config.describeCluster({ cluster: req.cluster, repo: req.repo }));
+  const act = drillProxies(cluster);
+
+  let marker: RpoMarker | undefined;
+  let verify: VerifyReport | null = null;
+  let pre: PreflightReport | undefined;
+  let restoredSet: string | null = null;
+  let recovery: RecoveryReport | undefined;
+  let validation: ValidationReport | null = null;
+  let failure: unknown;
+  let scratchDir = '';
+
+  try {
+    if (target.type === 'time') {
+      marker = await rb.step(STEP.marker, () =>
+        act.work.writeRpoMarker.executeWithOptions({ summary: `RPO marker in pgdr.drill_marker on ${req.cluster}` }, [
+          { cluster: req.cluster, drill: wfId, target: target.value },
+        ]),
+      );
+    }
+    const restoreTarget: DrillTarget = target.type === 'time' ? { type: 'time', value: marker!.target } : target;
+
+    // Verify || (preflight → restore → start). Damage found by verify cancels the restore branch.
+    const restoreScope = new CancellationScope();
+    const verifyP = rb.step(STEP.verify, () =>
+      act.work.verifyRepository.executeWithOptions({ summary: `pgbackrest verify (stanza ${cluster.stanza})` }, [{ cluster: req.cluster, repo: req.repo }]),
+    );
+    verifyP.catch(() => restoreScope.cancel());
+    const restoreP = restoreScope.run(async () => {
+      pre = await rb.step(STEP.preflight, () =>
+        act.quick.drillPreflight({ cluster: req.cluster, repo: req.repo, set: req.set, target: restoreTarget, scratch }),
+      );
+      scratchDir = pre.scratchDir;
+      const label = pre.set.label;
+      const explicitSet = Boolean(req.set && req.set !== 'latest') || target.type !== 'time';
+      const restored = await rb.step(`${STEP.restore} (set ${label})`, () =>
+        act.restore.restoreToScratch.executeWithOptions({ summary: `pgbackrest restore --set=${label} into ${pre!.scratchDir}` }, [
+          {
+            cluster: req.cluster,
+            scratch,
+            // pgBackRest picks the set for a time target itself; name/lsn/xid/immediate need it explicitly.
+            set: explicitSet ? label : undefined,
+            repo: req.repo,
+            target: restoreTarget,
+            processMax: cluster.processMax,
+          },
+        ]),
+      );
+      restoredSet = restored.set ?? label;
+      recovery = await rb.step(STEP.start, () =>
+        act.restore.startScratchCopy.executeWithOptions({ summary: `start the scratch copy of ${req.cluster} and wait for promotion` }, [
+          { cluster: req.cluster, scratch },
+        ]),
+      );
+    });
+    const [v, r] = await Promise.allSettled([verifyP, restoreP]);
+    if (v.status === 'rejected') throw v.reason;
+    verify = v.value;
+    if (r.status === 'rejected') throw r.reason;
+
+    validation = await rb.step(STEP.validate, () =>
+      act.work.validateRestoredCopy.executeWithOptions({ summary: `validate the restored copy of ${req.cluster}` }, [
+        {
+          cluster: req.cluster,
+          scratch,
+          port: recovery!.port,
+          socketDir: recovery!.socketDir,
+          exactCounts: marker?.ownTarget ? marker.counts : undefined,
+          marker,
+          validations: req.validations,
+          pointInTime: marker?.target ?? recovery!.lastReplayTime ?? pre!.set.stoppedAt,
+        },
+      ]),
+    );
+    if (!validation.ok) {
+      const bad = validation.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+      throw ApplicationFailure.nonRetryable(`validation of the restored copy failed: ${bad.join('; ')}`, 'DrillValidationFailed', validation);
+    }
+  } catch (err) {
+    failure = err;
+  } finally {
+    // Always, also when cancelled; after a worker crash the workflow resumes on another worker and runs
+    // this again; the activity is idempotent and finds the folder by the workflow-derived name.
+    await CancellationScope.nonCancellable(() =>
+      rb.step(STEP.cleanup, () =>
+        act.cleanup.removeScratchCopy.executeWithOptions({ summary: `stop and delete scratch copy ${scratch}` }, [{ cluster: req.cluster, scratch }]),
+      ),
+    ).then((res) => (scratchDir = res.dir), (e) => (failure ??= e));
+  }
+
+  // Record.
+  const dur = (prefix: string) => rb.steps.filter((s: StepRecord) => s.name.startsWith(prefix)).reduce((a, s) => a + (s.durationMs ?? 0), 0);
+  const timings = {
+    restoreMs: dur(STEP.restore),
+    recoveryMs: dur(STEP.start),
+    validationMs: dur(STEP.validate),
+    totalMs: 0,
+    verifyMs: dur(STEP.verify),
+    wallMs: 0,
+  };
+  timings.totalMs = timings.restoreMs + timings.recoveryMs + timings.validationMs;
+  const pitr = target.type !== 'immediate';
+  const rtoTarget = (await config.describeDrillRto({ cluster: req.cluster, pitr }).catch(() => null)) ?? (pitr ? '30m' : '2h');
+  const rtoExceeded = failure === undefined && timings.totalMs > durationMs(rtoTarget);
+  const failedStep = [...rb.steps].reverse().find((s) => s.state === 'failed');
+  const passed = failure === undefined;
+  const setRec = pre?.set && restoredSet && restoredSet !== pre.set.label ? { ...pre.set, label: restoredSet } : (pre?.set ?? null);
+
+  let annotated: string | null = null;
+  const result: DrillResult = {
+    cluster: req.cluster,
+    stanza: cluster.stanza,
+    passed,
+    set: setRec,
+    target: target.type === 'time' && marker ? { type: 'time', value: marker.target } : target,
+    reached: recovery
+      ? { stoppedAt: recovery.stoppedAt, consistentAt: recovery.consistentAt, lastReplayLsn: recovery.lastReplayLsn, lastReplayTime: recovery.lastReplayTime, timeline: recovery.timeline }
+      : null,
+    rpo:
+      marker && recovery
+        ? {
+            target: marker.target,
+            lastRestoredCommit: recovery.lastReplayTime,
+            gapMs: recovery.lastReplayTime ? Date.parse(marker.target) - Date.parse(recovery.lastReplayTime) : null,
+            markers: marker.markersUpToTarget,
+          }
+        : null,
+    verify,
+    validation,
+    timings,
+    rtoTarget,
+    rtoExceeded,
+    annotated,
+    scratchDir,
+    failure: passed ? null : { step: failedStep?.name ?? 'unknown', message: failure instanceof Error ? rootMessage(failure) : String(failure) },
+    workflowId: wfId,
+  };
+
+  await CancellationScope.nonCancellable(async () => {
+    if (passed && setRec) {
+      const at = new Date().toISOString();
+      await rb.step(`${STEP.annotate} ${setRec.label}: ${ANNOTATION.verified}=${at}`, () =>
+        act.quick.annotateBackupSet.executeWithOptions({ summary: `pgbackrest annotate --set=${setRec.label}` }, [
+          { cluster: req.cluster, label: setRec.label, repo: req.repo, annotations: { [ANNOTATION.verified]: at } },
+        ]),
+      ).then(
+        () => (annotated = at),
+        () => undefined, // a failed annotation does not un-prove the set; the step shows it failed
+      );
+      result.annotated = annotated;
+    }
+    timings.wallMs = Date.now() - began;
+    await rb.step(STEP.record, async () => {
+      // Metrics (issue 3): activities/metrics.ts exports recordDrillResult when it exists.
+      // TODO(issue 3): call act.quick.recordDrillResult(result) here once activities/metrics.ts provides it.
+      const lines = drillSummaryLines(result);
+      await notifier.notify({
+        level: passed ? (rtoExceeded ? 'warning' : 'success') : 'alert',
+        title: passed
+          ? `Drill passed: backup set ${setRec?.label} of ${req.cluster} restores${rtoExceeded ? ` — but took longer than the RTO target ${rtoTarget}` : ''}`
+          : `Drill FAILED for cluster ${req.cluster}`,
+        cluster: req.cluster,
+        runbook: 'verifyDrill',
+        step: passed ? undefined : result.failure?.step,
+        text: lines.join('\n'),
+        error: passed ? undefined : result.failure?.message,
+      }).catch(() => undefined);
+      if (rtoExceeded) {
+        await notifier.notify({
+          level: 'warning',
+          title: `RTO target exceeded on cluster ${req.cluster}: measured ${(timings.totalMs / 1000).toFixed(1)} s > ${rtoTarget}`,
+          cluster: req.cluster,
+          runbook: 'verifyDrill',
+          text: `restore ${(timings.restoreMs / 1000).toFixed(1)} s, recovery ${(timings.recoveryMs / 1000).toFixed(1)} s, validation ${(timings.validationMs / 1000).toFixed(1)} s`,
+        }).catch(() => undefined);
+      }
+    });
+  });
+
+  if (!passed) {
+    if (failure instanceof ApplicationFailure || isCancellation(failure)) throw failure;
+    // Keep the step and the root message in the workflow failure; details carry the recorded result.
+    throw ApplicationFailure.nonRetryable(`drill failed at "${result.failure!.step}": ${result.failure!.message}`, 'DrillFailed', result);
+  }
+  return result;
+}
+
+export function drillSummaryLines(r: DrillResult): string[] {
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const lines = [
+    r.set ? `set ${r.set.label} (${r.set.type}, stopped ${r.set.stoppedAt})` : 'no set restored',
+    `restore ${s(r.timings.restoreMs)} · recovery ${s(r.timings.recoveryMs)} · validation ${s(r.timings.validationMs)} · measured RTO ${s(r.timings.totalMs)} (target ${r.rtoTarget})`,
+  ];
+  if (r.rpo) lines.push(`RPO proof: target ${r.rpo.target}, newest restored commit ${r.rpo.lastRestoredCommit ?? '?'}${r.rpo.gapMs !== null ? ` (${r.rpo.gapMs} ms before the target)` : ''}`);
+  return lines;
+}
