@@ -8,6 +8,7 @@ import { temporalLogger } from '../common/log';
 import { createActivities } from '../activities';
 import type { LoadedConfig } from '../common/config';
 import { hostTaskQueue } from '../common/types';
+import { startObservability } from './observability';
 
 export interface WorkerSetOptions {
   config: LoadedConfig;
@@ -24,11 +25,13 @@ export interface WorkerSet {
   taskQueues: string[];
   run(): Promise<void>;
   shutdown(): void;
+  /** Port of the Prometheus endpoint (undefined when worker.metricsPort is 0). */
+  metricsPort?: number;
 }
 
 let runtimeReady = false;
 /** Route the SDK's logs through pgdr's logger (once per process, before the first worker). */
-function installRuntime() {
+export function installRuntime() {
   if (runtimeReady) return;
   runtimeReady = true;
   try {
@@ -70,10 +73,14 @@ export async function createWorkerSet(opts: WorkerSetOptions): Promise<WorkerSet
   for (const host of hosts) {
     workers.push(await Worker.create({ ...common, taskQueue: hostTaskQueue(host), activities }));
   }
+  // Metrics endpoint/textfile, and the schedules when worker.applySchedules is set.
+  const observability = await startObservability({ config, hosts, connection, workflows: opts.workflows !== false });
   return {
     taskQueues: workers.map((w) => w.options.taskQueue),
+    metricsPort: observability.metricsPort,
     run: async () => {
       await Promise.all(workers.map((w) => w.run()));
+      await observability.close();
       if (!opts.connection) await connection.close();
     },
     shutdown: () => workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown()),

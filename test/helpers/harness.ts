@@ -14,7 +14,7 @@ import { run } from '../../activities/process';
 import { loadConfig, type LoadedConfig } from '../../common/config';
 import { temporalBinary } from '../../common/paths';
 import { configYaml, initLocalCluster, localCluster, startLocalCluster, stopLocalCluster, type LocalCluster, type LocalClusterSpec } from '../../worker/local-cluster';
-import { createWorkerSet, type WorkerSet } from '../../worker/worker';
+import { createWorkerSet, installRuntime, type WorkerSet } from '../../worker/worker';
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -55,6 +55,7 @@ export class Harness {
   }
 
   async startTemporal(): Promise<void> {
+    installRuntime(); // SDK logs through pgdr's logger (PGDR_LOG_LEVEL), before the test environment makes a Runtime
     this.env = await TestWorkflowEnvironment.createLocal({
       server: {
         executable: { type: 'existing-path', path: temporalBinary() },
