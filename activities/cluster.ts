@@ -6,6 +6,12 @@ import { FAILURE } from './pgbackrest';
 
 export function clusterActivities({ config }: ActivityDeps) {
   return {
+    /** Every database host in the config, with its task queue. */
+    async listHosts(): Promise<{ host: string; taskQueue: string; clusters: string[] }[]> {
+      const hosts = [...new Set(config.clusters.map((c) => c.host))];
+      return hosts.map((host) => ({ host, taskQueue: hostTaskQueue(host), clusters: config.clusters.filter((c) => c.host === host).map((c) => c.name) }));
+    },
+
     /** Where a cluster lives and how it is backed up; fails (non-retryable) for an unknown cluster or repo. */
     async describeCluster(input: { cluster: string; repo?: number }): Promise<ClusterSummary> {
       const c = requireCluster(config, input.cluster);

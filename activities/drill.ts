@@ -18,6 +18,7 @@ import { FAILURE, pgbackrest, stanzaInfo } from './pgbackrest';
 import { archiverStats, query, serverState, type PgTarget } from './postgres';
 import { run } from './process';
 import { restoredTarget, scratchLayout, scratchRoot } from './restore';
+import { recordDrillResult } from './metrics';
 
 // ---------------------------------------------------------------------------------------------------------
 // pgbackrest verify
@@ -152,6 +153,16 @@ export function drillActivities({ config }: ActivityDeps) {
   const cluster = (name: string) => requireCluster(config, name);
 
   return {
+    /** Publish a drill's outcome in the worker's metrics (and textfile); never fails the drill. */
+    async recordDrillMetrics(input: { cluster: string; ok: boolean; finishedAt: string; durationMs: number }): Promise<{ recorded: boolean; error?: string }> {
+      try {
+        await recordDrillResult(input);
+        return { recorded: true };
+      } catch (e) {
+        return { recorded: false, error: (e as Error).message };
+      }
+    },
+
     /** The RTO target a drill's measured restore is compared with (reads the config only). */
     async describeDrillRto(input: { cluster: string; pitr: boolean }): Promise<string> {
       const c = cluster(input.cluster);

@@ -169,6 +169,12 @@ export function healthActivities({ config }: ActivityDeps) {
       return { transition, previous, current };
     },
 
+    /** The previous result of a check (null before the first run). */
+    async readHealthState(input: { cluster: string; check: HealthCheckName }): Promise<HealthStateFile | null> {
+      cluster(input.cluster);
+      return readState(input.cluster, input.check);
+    },
+
     /** Remember the Slack ts of the alert that opened an incident. */
     async noteHealthAlert(input: { cluster: string; check: HealthCheckName; alertTs: string }): Promise<void> {
       const s = readState(input.cluster, input.check);

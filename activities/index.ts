@@ -9,6 +9,9 @@ import { clusterActivities } from './cluster';
 import { notifyActivities } from './notify';
 import { drillActivities } from './drill';
 import { restoreActivities } from './restore';
+import { inPlaceActivities } from './restore-in-place';
+import { newClusterActivities } from './restore-new-cluster';
+import { checkActivities } from './checks';
 import { healthActivities, policyActivities } from './health';
 import { approvalActivities } from './approval';
 
@@ -19,6 +22,9 @@ export function createActivities(config: LoadedConfig) {
     ...backupActivities(deps),
     ...notifyActivities(deps),
     ...restoreActivities(deps),
+    ...inPlaceActivities(deps),
+    ...newClusterActivities(deps),
+    ...checkActivities(deps),
     ...drillActivities(deps),
     ...healthActivities(deps),
     ...policyActivities(deps),

@@ -160,6 +160,13 @@ async function emptyDir(c: ClusterConfig, dir: string): Promise<void> {
   if (r.exitCode !== 0) throw ApplicationFailure.retryable(`cannot empty ${dir}: ${lastLines(r.stderr, 3)}`, 'ScratchCleanupFailed');
 }
 
+/** pgBackRest wants 'YYYY-MM-DD HH:MM:SS[.mmm][+TZ]': ISO 8601 with T/Z is converted; other text passes as is. */
+export function pgTime(value: string): string {
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}(?::?\d{2})?)$/.exec(value);
+  if (!m) return value;
+  return `${m[1]} ${m[2]}${m[3] === 'Z' ? '+00' : m[3]}`;
+}
+
 /** pgBackRest restore options for a request (without the command itself). */
 export function restoreOptions(c: ClusterConfig, r: RestoreRequest): string[] {
   const o = [`--pg1-path=${r.dataDir}`, `--process-max=${r.processMax ?? c.backup.processMax}`];
@@ -173,7 +180,7 @@ export function restoreOptions(c: ClusterConfig, r: RestoreRequest): string[] {
     o.push(`--type=${t.type === 'immediate' ? 'immediate' : t.type}`);
     if (t.type !== 'immediate') {
       if (!t.value) throw ApplicationFailure.nonRetryable(`a ${t.type} target needs a value`, FAILURE.badInput);
-      o.push(`--target=${t.value}`);
+      o.push(`--target=${t.type === 'time' ? pgTime(t.value) : t.value}`);
       if (r.targetExclusive) o.push('--target-exclusive');
     }
     o.push(`--target-action=${r.targetAction ?? 'promote'}`);

@@ -156,7 +156,7 @@ export function registerApprovalCommands(program: Command, ctx: CliContext): voi
       try {
         secret = signingSecretFromEnv(cfg);
       } catch (err) {
-        throw new CliError((err as Error).message, 'see docs/slack-approvals.md');
+        throw new CliError((err as Error).message, 'see "Creating the Slack app" in the README');
       }
       if (!process.env[cfg.slack!.tokenEnv]) process.stderr.write(`pgdr: warning: ${cfg.slack!.tokenEnv} is not set; votes work but messages will not be updated\n`);
       const client = await connectClient(cfg);

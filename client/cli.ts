@@ -12,6 +12,9 @@ import { runDev } from '../worker/dev';
 import { createWorkerSet } from '../worker/worker';
 import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
 import { registerApprovalCommands } from './approvals-cli';
+import { registerDrillCommands } from './drill-cli';
+import { registerScheduleCommands } from './schedules-cli';
+import { registerRestoreCommands } from './restore-cli';
 
 const program = new Command();
 program
@@ -156,6 +159,9 @@ program
   });
 
 registerApprovalCommands(program, { config, print });
+registerDrillCommands(program, { config, print });
+registerScheduleCommands(program, { config, print });
+registerRestoreCommands(program, { config, print });
 
 export async function main(argv: string[]): Promise<void> {
   try {

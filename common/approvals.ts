@@ -207,12 +207,12 @@ export function voteRefusal(all: readonly ApprovalView[], args: VoteArgs, people
   }
   const by = args.by.trim();
   const person = personOf(by, people);
+  if (person === personOf(view.requestedBy, people)) {
+    return `"${by}" requested this action and cannot vote on their own request (another approver must decide)`;
+  }
   const allowed = view.approvers.some((a) => a === by || personOf(a, people) === person);
   if (!allowed) {
     return `"${by}" is not on the allowlist for ${view.kind} approvals (allowed: ${view.approvers.join(', ') || 'nobody — set approvals.' + view.kind + '.approvers in the config'})`;
-  }
-  if (person === personOf(view.requestedBy, people)) {
-    return `"${by}" requested this action and cannot vote on their own request (another approver must decide)`;
   }
   const earlier = view.votes.find((v) => v.person === person);
   if (earlier) return `"${by}" already voted (${earlier.decision} at ${earlier.at} via ${earlier.via}); each person votes once`;

@@ -94,6 +94,8 @@ export const clusterSchema = z
     database: z.string().default('postgres'),
     dbUser: z.string().default('postgres'),
     pgBinDir: z.string().default('/usr/lib/postgresql/15/bin'),
+    /** Server log file pgdr passes to `pg_ctl -l` when it starts this cluster (default <stateDir>/log/<name>-postgresql.log). */
+    serverLog: z.string().optional(),
     repos: z.array(repoSchema).min(1).default([{ index: 1 }]),
     backup: z
       .object({
@@ -336,6 +338,7 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
     c.socketDir = abs(c.socketDir);
     if (c.drill.scratchDir) c.drill.scratchDir = abs(c.drill.scratchDir);
     if (c.restore.newClusterDir) c.restore.newClusterDir = abs(c.restore.newClusterDir);
+    c.serverLog = c.serverLog ? abs(c.serverLog) : resolve(abs(cfg.stateDir), 'log', `${c.name}-postgresql.log`);
     for (const r of c.repos) if (r.cipherPassFile) r.cipherPassFile = abs(r.cipherPassFile);
   }
   if (cfg.worker.metricsTextfile) cfg.worker.metricsTextfile = abs(cfg.worker.metricsTextfile);

@@ -97,7 +97,7 @@ export interface DrillResult {
   set: BackupSet | null;
   target: DrillTarget;
   /** Where recovery stopped. */
-  reached: { stoppedAt: string | null; consistentAt: string | null; lastReplayLsn: string | null; lastReplayTime: string | null; timeline: number | null } | null;
+  reached: { startToPromotedMs: number; stoppedAt: string | null; consistentAt: string | null; lastReplayLsn: string | null; lastReplayTime: string | null; timeline: number | null } | null;
   /** RPO proof (time targets): target, newest restored transaction and the gap between them. */
   rpo: { target: string; lastRestoredCommit: string | null; gapMs: number | null; markers: number } | null;
   verify: VerifyReport | null;

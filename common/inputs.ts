@@ -91,4 +91,53 @@ export const drillInputSchema = z
   })
   .strict();
 
+/** A restore target (shared by restoreToNewCluster, restoreInPlace and fullSiteRecovery); checked against info later. */
+export const restoreTargetSchema = z
+  .object({
+    type: z.enum(['latest', 'time', 'name', 'lsn', 'xid', 'immediate'], {
+      errorMap: () => ({ message: 'target.type must be one of latest, time, name, lsn, xid, immediate' }),
+    }),
+    value: z.string().min(1).max(200).regex(/^[^\n\r\0]*$/, 'target.value: a single line').optional(),
+    set: z.string().regex(/^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/, 'target.set: a backup set label like 20260115-020000F').optional(),
+    repo: z.number().int().min(1).max(256).optional(),
+    timeline: z.string().optional(),
+    confirmUnknownName: z.boolean().optional(),
+  })
+  .strict();
+
+/** Names of restored clusters: they become folder names. */
+const restoredName = z.string().regex(/^[a-z][a-z0-9_-]{0,39}$/, 'name: lowercase letters, digits, "-" or "_", starting with a letter (at most 40)');
+
+export const restoreToNewClusterInputSchema = z
+  .object({
+    cluster: clusterName,
+    target: restoreTargetSchema,
+    name: restoredName,
+    port: z.number().int().min(1024).max(65535).optional(),
+    dataDir: z.string().regex(/^\/[^\0\n]*$/, 'dataDir: an absolute path').optional(),
+    databases: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, 'databases: database names')).min(1).optional(),
+    requestedBy: z.string().optional(),
+    reason: z.string().optional(),
+  })
+  .strict();
+
+export const restoreInPlaceInputSchema = z
+  .object({
+    cluster: clusterName,
+    target: restoreTargetSchema,
+    confirmation: z.string({ required_error: 'confirmation is required: the confirmation token from the config' }),
+    reason: z.string({ required_error: 'reason is required' }).trim().min(1, 'reason is required: why this restore is needed'),
+    requestedBy: z.string({ required_error: 'requestedBy is required' }).trim().min(1, 'requestedBy is required: who asks for this restore'),
+  })
+  .strict();
+
+export const cleanupInputSchema = z
+  .object({
+    cluster: clusterName,
+    run: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/, 'run: the id of the in-place restore run'),
+    reason: z.string().trim().min(1, 'reason is required'),
+    requestedBy: z.string().trim().min(1, 'requestedBy is required'),
+  })
+  .strict();
+
 export type { SetupStanzaInput };

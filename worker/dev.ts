@@ -55,10 +55,18 @@ export async function runDev(): Promise<void> {
     writeFileSync(
       configFile,
       configYaml({
-        clusters: [{ ...demo.configEntry, drill: { tables: ['customers', 'orders'] } }],
+        clusters: [
+          {
+            ...demo.configEntry,
+            drill: { tables: ['customers', 'orders'] },
+            // Fast demo intervals so that the schedules visibly run (production defaults: see common/config.ts).
+            schedules: { diff: { every: '1h', jitter: '1m' }, incr: { every: '10m', jitter: '30s' }, freshness: { every: '1m' }, archiveHealth: { every: '1m' } },
+          },
+        ],
         temporalAddress: temporal.address,
         uiUrl: temporal.uiUrl,
         stateDir: '.',
+        extra: { worker: { applySchedules: true, metricsPort: env('PGDR_METRICS_PORT', 9187), metricsTextfile: 'metrics/pgdr.prom' } },
       }),
     );
     const config = loadConfig(configFile);
@@ -105,6 +113,8 @@ Try, in another terminal:
        Input (JSON): {"cluster": "demo", "type": "diff"}
   3. Look at what can be restored:
        ${bin} info --cluster demo
+  4. Schedules (backups, health checks) run by themselves: ${bin} schedules list
+     Health now: ${bin} health --cluster demo    Metrics: curl http://127.0.0.1:${config.worker.metricsPort}/metrics
 
 Ctrl-C stops everything.`);
     await running;

@@ -89,6 +89,7 @@ export function localCluster(spec: LocalClusterSpec): LocalCluster {
     socketDir: c.socketDir,
     osUser,
     pgBinDir: PG_BIN_DIR,
+    serverLog: c.logFile,
     repos: [
       { index: 1, name: 'local', ...(spec.cipherPassEnv ? { cipherPassEnv: spec.cipherPassEnv } : {}) },
       ...(spec.repo2 ? [{ index: 2, name: 'offsite' }] : []),

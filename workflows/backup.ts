@@ -6,7 +6,7 @@
  * "restore to pre-migration-v2.3" works from that moment on.
  */
 import { ApplicationFailure } from '@temporalio/workflow';
-import { backupInputSchema, normaliseBackupInput } from '../common/inputs';
+import { backupInputSchema, normaliseBackupInput, type ValidBackupInput } from '../common/inputs';
 import { ANNOTATION, type BackupInput, type BackupResult } from '../common/types';
 import { config, onHost, Runbook, validInput } from './runbook';
 
@@ -14,6 +14,11 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   const req = normaliseBackupInput(validInput(backupInputSchema, input, 'backup'));
   const what = req.snapshot ? `snapshot "${req.snapshot}"` : `${req.type} backup`;
   const rb = new Runbook(`Backup: ${what} of cluster ${req.cluster}`);
+  // Start/success/failure notifications (log, and Slack when configured): scheduled backups must not fail silently.
+  return rb.notified({ cluster: req.cluster }, () => takeBackup(req, rb));
+}
+
+async function takeBackup(req: ValidBackupInput, rb: Runbook): Promise<BackupResult> {
   const started = Date.now();
 
   const cluster = await rb.step('Look up the cluster', () => config.describeCluster({ cluster: req.cluster, repo: req.repo }));

@@ -44,7 +44,7 @@ export function onHost(cluster: Pick<ClusterSummary, 'taskQueue' | 'backupTimeou
   const long = proxyActivities<Activities>({
     taskQueue: cluster.taskQueue,
     startToCloseTimeout: cluster.backupTimeout as Duration,
-    heartbeatTimeout: '60s',
+    heartbeatTimeout: '20s',
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '2m', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
   });
@@ -99,7 +99,7 @@ export const stepsQuery = defineQuery<RunbookState>('steps');
 /** A runbook in progress: each step is recorded, timed and shown in the UI as it runs. */
 export class Runbook {
   readonly steps: StepRecord[] = [];
-  private extra: () => string = () => '';
+  private sections = new Map<string, () => string>();
   private notices?: { cluster?: string; runbook: string; thread: Promise<string | undefined>; pending: Promise<unknown>[] };
 
   constructor(readonly title: string) {
@@ -193,7 +193,12 @@ export class Runbook {
 
   /** Extra markdown shown under the steps (e.g. who may approve). */
   showAlso(fn: () => string): void {
-    this.extra = fn;
+    this.section('also', fn);
+  }
+
+  /** A named block of markdown under the steps (a checklist, the restore target…); replaced by key. */
+  section(key: string, fn: () => string): void {
+    this.sections.set(key, fn);
     this.render();
   }
 
@@ -203,7 +208,8 @@ export class Runbook {
       const took = s.durationMs !== undefined ? ` (${(s.durationMs / 1000).toFixed(1)} s)` : '';
       return `- ${icon[s.state]} ${s.name}${took}${s.note ? ` — ${s.note}` : ''}`;
     });
-    setCurrentDetails([`**${this.title}**`, '', ...lines, this.extra()].join('\n').trim());
+    const extra = [...this.sections.values()].map((f) => `\n${f()}`);
+    setCurrentDetails([`**${this.title}**`, '', ...lines, ...extra].join('\n').trim());
   }
 
   private end(rec: StepRecord, state: StepState, note?: string) {

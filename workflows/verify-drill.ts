@@ -199,7 +199,9 @@ export async function verifyDrill(input: DrillInput): Promise<DrillResult> {
   const pitr = target.type !== 'immediate';
   const rtoTarget = (await config.describeDrillRto({ cluster: req.cluster, pitr }).catch(() => null)) ?? (pitr ? '30m' : '2h');
   const rtoExceeded = failure === undefined && timings.totalMs > durationMs(rtoTarget);
-  const failedStep = [...rb.steps].reverse().find((s) => s.state === 'failed');
+  // The step that failed for the reason reported (a restore cancelled because verify failed also shows 'failed').
+  const why = failure === undefined ? undefined : failure instanceof Error ? rootMessage(failure) : String(failure);
+  const failedStep = rb.steps.find((s) => s.state === 'failed' && s.note === why) ?? [...rb.steps].reverse().find((s) => s.state === 'failed');
   const passed = failure === undefined;
   const setRec = pre?.set && restoredSet && restoredSet !== pre.set.label ? { ...pre.set, label: restoredSet } : (pre?.set ?? null);
 
@@ -211,7 +213,7 @@ export async function verifyDrill(input: DrillInput): Promise<DrillResult> {
     set: setRec,
     target: target.type === 'time' && marker ? { type: 'time', value: marker.target } : target,
     reached: recovery
-      ? { stoppedAt: recovery.stoppedAt, consistentAt: recovery.consistentAt, lastReplayLsn: recovery.lastReplayLsn, lastReplayTime: recovery.lastReplayTime, timeline: recovery.timeline }
+      ? { startToPromotedMs: recovery.recoveryMs, stoppedAt: recovery.stoppedAt, consistentAt: recovery.consistentAt, lastReplayLsn: recovery.lastReplayLsn, lastReplayTime: recovery.lastReplayTime, timeline: recovery.timeline }
       : null,
     rpo:
       marker && recovery
@@ -229,7 +231,7 @@ export async function verifyDrill(input: DrillInput): Promise<DrillResult> {
     rtoExceeded,
     annotated,
     scratchDir,
-    failure: passed ? null : { step: failedStep?.name ?? 'unknown', message: failure instanceof Error ? rootMessage(failure) : String(failure) },
+    failure: passed ? null : { step: failedStep?.name ?? 'unknown', message: why! },
     workflowId: wfId,
   };
 
@@ -248,8 +250,12 @@ export async function verifyDrill(input: DrillInput): Promise<DrillResult> {
     }
     timings.wallMs = Date.now() - began;
     await rb.step(STEP.record, async () => {
-      // Metrics (issue 3): activities/metrics.ts exports recordDrillResult when it exists.
-      // TODO(issue 3): call act.quick.recordDrillResult(result) here once activities/metrics.ts provides it.
+      // Metrics (activities/metrics.ts recordDrillResult), on the host worker that serves the cluster's metrics.
+      await act.quick.recordDrillMetrics
+        .executeWithOptions({ summary: `record drill metrics for ${req.cluster}` }, [
+          { cluster: req.cluster, ok: passed, finishedAt: new Date().toISOString(), durationMs: timings.wallMs },
+        ])
+        .catch(() => undefined);
       const lines = drillSummaryLines(result);
       await notifier.notify({
         level: passed ? (rtoExceeded ? 'warning' : 'success') : 'alert',

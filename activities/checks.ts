@@ -1,0 +1,160 @@
+/**
+ * Automated items of the restore checklists (the DR plan's "Restore Checklist"), the restore settings a
+ * runbook needs from the config, and the restore report appended to the audit log.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ChecklistItemConfig } from '../common/config';
+import { requireCluster, type ActivityDeps } from './context';
+import { FAILURE, lastLines } from './pgbackrest';
+import { query, type PgTarget } from './postgres';
+import { run } from './process';
+
+/** "schema.table" → "\"schema\".\"table\"" */
+export function quoteIdent(name: string): string {
+  return name
+    .split('.')
+    .map((p) => `"${p.replace(/"/g, '""')}"`)
+    .join('.');
+}
+
+/** Where a restored server answers (the cluster itself after an in-place restore, or a new cluster). */
+export interface CheckTarget {
+  port: number;
+  socketDir: string;
+  dataDir: string;
+}
+
+export interface CheckResult {
+  ok: boolean;
+  note: string;
+}
+
+/** What the restore runbooks read from the config (no secrets). */
+export interface RestoreSettings {
+  confirmationToken: string;
+  safetyBackup: boolean;
+  newClusterDir: string;
+  expectTables: Record<string, number>;
+  migrationsTable?: string;
+  preChecklist: { add: ChecklistItemConfig[]; remove: string[] };
+  postChecklist: { add: ChecklistItemConfig[]; remove: string[] };
+  applications: ChecklistItemConfig[];
+  rto: { singleDatabase: string; pitr: string; fullSite: string };
+  drillTables: string[];
+}
+
+export function checkActivities({ config }: ActivityDeps) {
+  const cluster = (name: string) => requireCluster(config, name);
+
+  /** Run one configured command or HTTP check. */
+  async function externalCheck(item: ChecklistItemConfig, user?: string): Promise<CheckResult> {
+    if (item.command) {
+      const r = await run(item.command[0], item.command.slice(1), { user });
+      return r.exitCode === 0
+        ? { ok: true, note: `\`${item.command.join(' ')}\` exited 0` }
+        : { ok: false, note: `\`${item.command.join(' ')}\` exited ${r.exitCode}: ${lastLines(r.stderr || r.stdout, 3)}` };
+    }
+    if (item.url) {
+      try {
+        const res = await fetch(item.url, { signal: AbortSignal.timeout(10_000) });
+        return { ok: res.ok, note: `GET ${item.url} → ${res.status}` };
+      } catch (err) {
+        return { ok: false, note: `GET ${item.url} failed: ${(err as Error).message}` };
+      }
+    }
+    return { ok: false, note: 'no command or url configured for this check' };
+  }
+
+  return {
+    async restoreSettings(input: { cluster: string }): Promise<RestoreSettings> {
+      const c = cluster(input.cluster);
+      return {
+        confirmationToken: c.restore.confirmationToken,
+        safetyBackup: c.restore.safetyBackup,
+        newClusterDir: c.restore.newClusterDir ?? join(config.stateDirAbs, 'restored'),
+        expectTables: c.restore.expectTables,
+        migrationsTable: c.drill.migrationsTable,
+        preChecklist: c.restore.preChecklist,
+        postChecklist: c.restore.postChecklist,
+        applications: c.applications,
+        rto: c.rto,
+        drillTables: c.drill.tables,
+      };
+    },
+
+    /**
+     * One automated post-restore item, against the restored server:
+     * `connectivity` (SELECT 1), `table-counts` (restore.expectTables minimum rows, in any database),
+     * `migrations` (the newest rows of drill.migrationsTable), or a configured item's command/url.
+     */
+    async postRestoreCheck(input: { cluster: string; item: string; at?: CheckTarget }): Promise<CheckResult> {
+      const c = cluster(input.cluster);
+      const t: PgTarget = input.at ? { ...c, port: input.at.port, socketDir: input.at.socketDir, dataDir: input.at.dataDir } : c;
+      switch (input.item) {
+        case 'connectivity': {
+          const [r] = await query<{ one: number; v: string }>(t, "SELECT 1 AS one, current_setting('server_version') AS v");
+          return { ok: r.one === 1, note: `SELECT 1 answered on port ${t.port} (PostgreSQL ${r.v})` };
+        }
+        case 'table-counts': {
+          const want = Object.entries(c.restore.expectTables);
+          if (!want.length) return { ok: true, note: 'no table expectations configured (restore.expectTables)' };
+          const dbs = (await query<{ datname: string }>(t, 'SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate')).map((r) => r.datname);
+          const problems: string[] = [];
+          const seen: string[] = [];
+          for (const [table, min] of want) {
+            let count: number | undefined;
+            for (const db of dbs) {
+              const exists = await query<{ ok: boolean }>(t, 'SELECT to_regclass($1) IS NOT NULL AS ok', [table], db).catch(() => [{ ok: false }]);
+              if (!exists[0].ok) continue;
+              const [r] = await query<{ n: string }>(t, `SELECT count(*)::bigint AS n FROM ${quoteIdent(table)}`, [], db);
+              count = Number(r.n);
+              break;
+            }
+            if (count === undefined) problems.push(`${table} missing`);
+            else if (count < min) problems.push(`${table} has ${count} rows, expected at least ${min}`);
+            else seen.push(`${table}: ${count}`);
+          }
+          return problems.length ? { ok: false, note: problems.join('; ') } : { ok: true, note: seen.join(', ') };
+        }
+        case 'migrations': {
+          const table = c.drill.migrationsTable;
+          if (!table) return { ok: true, note: 'no migrations table configured' };
+          const dbs = (await query<{ datname: string }>(t, 'SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate')).map((r) => r.datname);
+          for (const db of dbs) {
+            const exists = await query<{ ok: boolean }>(t, 'SELECT to_regclass($1) IS NOT NULL AS ok', [table], db).catch(() => [{ ok: false }]);
+            if (!exists[0].ok) continue;
+            const rows = await query<{ migration_name: string }>(t, `SELECT migration_name FROM ${quoteIdent(table)} ORDER BY started_at DESC LIMIT 10`, [], db);
+            return rows.length
+              ? { ok: true, note: `newest in ${db}.${table}: ${rows.map((r) => r.migration_name).slice(0, 3).join(', ')}` }
+              : { ok: false, note: `${db}.${table} is empty` };
+          }
+          return { ok: false, note: `${table} not found in any database` };
+        }
+        default: {
+          const item = [...c.restore.postChecklist.add, ...c.restore.preChecklist.add, ...c.applications].find((i) => i.id === input.item);
+          if (!item) throw ApplicationFailure.nonRetryable(`no automated check "${input.item}" for cluster ${c.name}`, FAILURE.badInput);
+          return externalCheck(item, c.osUser);
+        }
+      }
+    },
+
+    /** A configured application or checklist item's command/url, by id. */
+    async runConfiguredCheck(input: { cluster: string; item: string }): Promise<CheckResult> {
+      const c = cluster(input.cluster);
+      const item = [...c.restore.postChecklist.add, ...c.restore.preChecklist.add, ...c.applications].find((i) => i.id === input.item);
+      if (!item) throw ApplicationFailure.nonRetryable(`no configured check "${input.item}" for cluster ${c.name}`, FAILURE.badInput);
+      return externalCheck(item, c.osUser);
+    },
+
+    /** Append a runbook report (JSON line) to the audit log on this host; returns the file. */
+    async appendRunbookReport(input: { kind: string; report: Record<string, unknown> }): Promise<{ file: string }> {
+      const dir = join(config.stateDirAbs, 'audit');
+      mkdirSync(dir, { recursive: true });
+      const file = join(dir, `${input.kind}.jsonl`);
+      appendFileSync(file, `${JSON.stringify({ at: new Date().toISOString(), ...input.report })}\n`);
+      return { file };
+    },
+  };
+}

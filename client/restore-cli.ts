@@ -1,0 +1,305 @@
+/**
+ * CLI commands of the restore runbooks: `pgdr restore`, `pgdr check`, `pgdr clusters list|drop`,
+ * `pgdr cleanup`. Registered on the main program by client/cli.ts.
+ */
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import type { Command } from 'commander';
+import { createInterface } from 'node:readline/promises';
+import type { ApprovalStateAnswer } from '../common/approvals';
+import type { RestoreTarget } from '../common/restore-target';
+import type { ChecklistItem, ChecklistSnapshot } from '../workflows/checklist';
+import type { RestoreInPlaceResult } from '../workflows/restore-in-place';
+import type { RestoreToNewClusterResult } from '../workflows/restore-to-new-cluster';
+import type { RestoredClusterRecord } from '../activities/restore-new-cluster';
+import { defaultIdentity, type CliContext } from './approvals-cli';
+import { table, when } from './format';
+import { CliError, connectClient, rootCause, runWorkflow, workflowId } from './temporal';
+
+interface TargetOptions {
+  time?: string;
+  name?: string;
+  lsn?: string;
+  xid?: string;
+  immediate?: boolean;
+  latest?: boolean;
+  set?: string;
+  repo?: number;
+  timeline?: string;
+  confirmUnknownName?: boolean;
+}
+
+/** The one restore target the options name (default: latest). */
+export function targetFromOptions(o: TargetOptions): RestoreTarget {
+  const chosen = (
+    [
+      ['time', o.time],
+      ['name', o.name],
+      ['lsn', o.lsn],
+      ['xid', o.xid],
+      ['immediate', o.immediate ? '' : undefined],
+      ['latest', o.latest ? '' : undefined],
+    ] as const
+  ).filter(([, v]) => v !== undefined);
+  if (chosen.length > 1) throw new CliError(`choose one restore target, not ${chosen.map(([k]) => `--${k}`).join(' and ')}`);
+  const [type, value] = chosen[0] ?? ['latest', ''];
+  const t: RestoreTarget = { type };
+  if (value) t.value = value;
+  if (o.set) t.set = o.set;
+  if (o.repo) t.repo = o.repo;
+  if (o.timeline) t.timeline = o.timeline;
+  if (o.confirmUnknownName) t.confirmUnknownName = true;
+  return t;
+}
+
+async function ask(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return (await rl.question(question)).trim();
+  } finally {
+    rl.close();
+  }
+}
+
+const interactive = () => Boolean(process.stdin.isTTY && process.stderr.isTTY);
+
+export async function signOff(client: Client, wf: string, item: string, by: string, note?: string, skip?: boolean): Promise<ChecklistItem> {
+  try {
+    return await client.workflow.getHandle(wf).executeUpdate<ChecklistItem, [object]>('checkItem', { args: [{ item, by, note, ...(skip ? { skip: true } : {}) }] });
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError) throw new CliError(`refused: ${rootCause(err)}`);
+    throw err;
+  }
+}
+
+/**
+ * While a runbook runs: show each manual checklist item once it waits for a person, and — at a terminal —
+ * offer to sign it off; show who may approve when an approval waits.
+ */
+async function guide(client: Client, wf: string, me: string, done: () => boolean): Promise<void> {
+  const handle = client.workflow.getHandle(wf);
+  const shown = new Set<string>();
+  while (!done()) {
+    try {
+      const lists = await handle.query<ChecklistSnapshot[]>('checklist');
+      for (const item of lists.flatMap((l) => l.items)) {
+        if (item.kind !== 'manual' || item.state !== 'pending' || shown.has(item.id)) continue;
+        // Only items of an active checklist can be signed; a refused sign-off below says so.
+        shown.add(item.id);
+        process.stderr.write(`\n  ☐ waiting for sign-off: ${item.title}${item.optional ? ' (optional)' : ''}\n    pgdr check ${wf} ${item.id} --as <you> [--note …]${item.optional ? ' [--skip --note <why>]' : ''}\n`);
+        if (interactive()) {
+          const a = (await ask(`    Sign off "${item.title}" as ${me} now? [y/N${item.optional ? '/s=skip' : ''}] `)).toLowerCase();
+          if (a === 'y' || a === 's') {
+            const note = await ask('    Note (optional): ');
+            await signOff(client, wf, item.id, me, a === 's' ? note || 'skipped from the CLI' : note || undefined, a === 's').then(
+              () => process.stderr.write(`    ✓ ${a === 's' ? 'skipped' : 'signed'} by ${me}\n`),
+              (e) => process.stderr.write(`    ${(e as Error).message}\n`),
+            );
+          }
+        }
+      }
+      const approval = await handle.query<ApprovalStateAnswer>('approvalState').catch(() => undefined);
+      const p = approval?.pending;
+      if (p && !shown.has(`approval:${p.approvalId}`)) {
+        shown.add(`approval:${p.approvalId}`);
+        process.stderr.write(
+          `\n  ⏳ waiting for approval ${p.approvalId}${p.mayStillVote?.length ? ` from ${p.mayStillVote.join(', ')}` : ''}${p.deadline ? ` until ${when(p.deadline)}` : ''}\n` +
+            `    pgdr approve ${wf} --as <approver>   (or the Slack buttons, or the Temporal UI's Update "approve")\n`,
+        );
+      }
+    } catch {
+      /* not answerable yet */
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+function checklistText(lists: ChecklistSnapshot[]): string {
+  return lists
+    .map((l) => [`  ${l.name}:`, ...l.items.map((i) => `    ${i.state === 'failed' ? '✗' : i.state === 'pending' ? '☐' : i.state === 'skipped' ? '–' : '✓'} ${i.title}${i.by ? ` (${i.state} by ${i.by})` : ''}${i.note ? `: ${i.note}` : ''}`)].join('\n'))
+    .join('\n');
+}
+
+export function registerRestoreCommands(program: Command, ctx: CliContext): void {
+  program
+    .command('restore')
+    .description('restore a cluster: into a new cluster (preferred) or IN PLACE (destructive: token, checklist, approval, rollback)')
+    .requiredOption('--cluster <name>', 'cluster from the config')
+    .option('--new-cluster <name>', 'restore into a new cluster with this name (non-destructive)')
+    .option('--in-place', 'restore over the cluster itself (its data directory is moved aside, never deleted)')
+    .option('--time <time>', 'point in time, with a zone: "2025-01-15 14:30:00+00"')
+    .option('--name <restorePoint>', 'a named restore point (e.g. from pgdr backup --snapshot)')
+    .option('--lsn <lsn>', 'an LSN, e.g. 0/3000060')
+    .option('--xid <xid>', 'a transaction id (needs --set)')
+    .option('--immediate', 'the end of the backup set, no WAL replay beyond consistency')
+    .option('--latest', 'everything the archive holds (default)')
+    .option('--set <label>', 'backup set to restore from')
+    .option('--repo <n>', 'repository number', (v) => Number(v))
+    .option('--timeline <tli>', 'recovery_target_timeline: current, latest or a number')
+    .option('--confirm-unknown-name', 'allow a restore point pgdr did not create (with --set)')
+    .option('--databases <list>', 'new cluster: only these databases, comma-separated')
+    .option('--port <port>', 'new cluster: port (default: a free one)', (v) => Number(v))
+    .option('--data-dir <dir>', 'new cluster: data directory')
+    .option('--confirm <token>', 'in place: the confirmation token (asked for at a terminal)')
+    .option('--reason <text>', 'why (required in place; asked for at a terminal)')
+    .option('--as <identity>', 'who asks (default $PGDR_IDENTITY or the OS user)')
+    .action(async (o: TargetOptions & { cluster: string; newCluster?: string; inPlace?: boolean; databases?: string; port?: number; dataDir?: string; confirm?: string; reason?: string; as?: string }) => {
+      const cfg = ctx.config();
+      if (!cfg.clusters.some((c) => c.name === o.cluster)) throw new CliError(`unknown cluster "${o.cluster}" in ${cfg.file}`);
+      if (Boolean(o.newCluster) === Boolean(o.inPlace)) throw new CliError('choose --new-cluster <name> (non-destructive) or --in-place');
+      const target = targetFromOptions(o);
+      const me = o.as ?? defaultIdentity();
+      const client = await connectClient(cfg);
+      if (o.newCluster) {
+        const input = {
+          cluster: o.cluster,
+          target,
+          name: o.newCluster,
+          ...(o.port ? { port: o.port } : {}),
+          ...(o.dataDir ? { dataDir: o.dataDir } : {}),
+          ...(o.databases ? { databases: o.databases.split(',').map((d) => d.trim()).filter(Boolean) } : {}),
+          requestedBy: me,
+          ...(o.reason ? { reason: o.reason } : {}),
+        };
+        const r = await runWorkflow<RestoreToNewClusterResult>(client, cfg, {
+          workflowType: 'restoreToNewCluster',
+          input,
+          id: workflowId('restore-new', o.cluster),
+          summary: `Restore ${o.cluster} into new cluster ${o.newCluster} (${target.type}${target.value ? ` ${target.value}` : ''})`,
+          follow: true,
+        });
+        ctx.print(
+          [
+            `New cluster ${r.name} restored from ${r.source}: ${r.target}`,
+            `  data      ${r.dataDir}`,
+            `  connect   ${r.connect}`,
+            `  recovery  ${(r.recovery.recoveryMs / 1000).toFixed(1)} s${r.recovery.stoppedAt ? `; ${r.recovery.stoppedAt}` : ''}; timeline ${r.recovery.timeline}`,
+            ...(r.droppedDatabases.length ? [`  dropped   ${r.droppedDatabases.join(', ')} (not asked for)`] : []),
+            checklistText(r.checklists),
+            `It keeps running; remove it with: pgdr clusters drop ${r.name}`,
+          ].join('\n'),
+          r,
+        );
+        return;
+      }
+      let confirmation = o.confirm;
+      let reason = o.reason;
+      if (!confirmation) {
+        if (!interactive()) throw new CliError('an in-place restore needs --confirm <token> (restore.confirmationToken in the config)');
+        process.stderr.write(`An IN-PLACE restore replaces the current state of cluster ${o.cluster}; its data directory is moved aside, not deleted.\n`);
+        confirmation = await ask('Type the confirmation token to continue: ');
+      }
+      if (!reason) {
+        if (!interactive()) throw new CliError('an in-place restore needs --reason "<why>"');
+        reason = await ask('Reason for this restore: ');
+      }
+      const id = workflowId('restore-in-place', o.cluster);
+      let finished = false;
+      const guiding = guide(client, id, me, () => finished);
+      try {
+        const r = await runWorkflow<RestoreInPlaceResult>(client, cfg, {
+          workflowType: 'restoreInPlace',
+          input: { cluster: o.cluster, target, confirmation, reason, requestedBy: me },
+          id,
+          summary: `IN-PLACE restore of ${o.cluster} (${target.type}${target.value ? ` ${target.value}` : ''}) requested by ${me}`,
+          follow: true,
+        });
+        ctx.print(
+          [
+            `Cluster ${r.cluster} restored IN PLACE: ${r.target}`,
+            `  recovery    ${(r.recovery.recoveryMs / 1000).toFixed(1)} s; timeline ${r.recovery.timeline}${r.recovery.stoppedAt ? `; ${r.recovery.stoppedAt}` : ''}`,
+            `  original    kept at ${r.keptOriginalAt}`,
+            ...(r.safetyBackup ? [`  safety net  backup ${r.safetyBackup.label}, restore point "${r.safetyBackup.restorePoint}"`] : []),
+            `  approved by ${r.approvals.flatMap((a) => a.votes.filter((v) => v.decision === 'approve').map((v) => v.by)).join(', ')}`,
+            checklistText(r.checklists),
+            `When you no longer need the kept directory: pgdr cleanup --cluster ${r.cluster} --run ${r.run} --reason "…"`,
+          ].join('\n'),
+          r,
+        );
+      } finally {
+        finished = true;
+        await guiding;
+      }
+    });
+
+  program
+    .command('check <workflowId> <item>')
+    .description('sign off a manual checklist item of a running runbook')
+    .option('--as <identity>', 'who signs (default $PGDR_IDENTITY or the OS user)')
+    .option('--note <text>', 'a note for the record')
+    .option('--skip', 'skip an optional item (needs --note with the reason)')
+    .action(async (wf: string, item: string, o: { as?: string; note?: string; skip?: boolean }) => {
+      const cfg = ctx.config();
+      const client = await connectClient(cfg);
+      const r = await signOff(client, wf, item, o.as ?? defaultIdentity(), o.note, o.skip);
+      ctx.print(`✓ ${r.title}: ${r.state} by ${r.by}${r.note ? ` (${r.note})` : ''}`, r);
+    });
+
+  const clusters = program.command('clusters').description('restored clusters (from pgdr restore --new-cluster)');
+  clusters
+    .command('list')
+    .description('restored clusters on every host')
+    .action(async () => {
+      const cfg = ctx.config();
+      const client = await connectClient(cfg);
+      const list = await runWorkflow<(RestoredClusterRecord & { running: boolean })[]>(client, cfg, {
+        workflowType: 'restoredClusters',
+        input: {},
+        id: workflowId('restored-clusters'),
+        summary: 'List restored clusters',
+      });
+      ctx.print(
+        list.length
+          ? table([
+              ['NAME', 'FROM', 'HOST', 'PORT', 'STATE', 'TARGET', 'DATA DIRECTORY'],
+              ...list.map((r) => [r.name, r.source, r.host, String(r.port), r.running ? 'running' : 'stopped', r.target, r.dataDir]),
+            ])
+          : 'no restored clusters',
+        list,
+      );
+    });
+  clusters
+    .command('drop <name>')
+    .description('stop a restored cluster and delete it (never a configured production cluster)')
+    .action(async (name: string) => {
+      const cfg = ctx.config();
+      if (cfg.clusters.some((c) => c.name === name)) throw new CliError(`"${name}" is a configured production cluster; pgdr clusters drop only removes restored clusters`);
+      const client = await connectClient(cfg);
+      const r = await runWorkflow<{ name: string; dir: string; host: string }>(client, cfg, {
+        workflowType: 'dropRestoredCluster',
+        input: { name },
+        id: workflowId('drop-restored', name),
+        summary: `Drop restored cluster ${name}`,
+        follow: true,
+      });
+      ctx.print(`Dropped ${r.name} on host ${r.host} (${r.dir} deleted)`, r);
+    });
+
+  program
+    .command('cleanup')
+    .description('delete the directories an in-place restore kept (needs its own approval)')
+    .requiredOption('--cluster <name>', 'cluster')
+    .requiredOption('--run <id>', 'the in-place restore run id (printed when it finished)')
+    .requiredOption('--reason <text>', 'why it can go')
+    .option('--as <identity>', 'who asks (default $PGDR_IDENTITY or the OS user)')
+    .action(async (o: { cluster: string; run: string; reason: string; as?: string }) => {
+      const cfg = ctx.config();
+      const client = await connectClient(cfg);
+      const me = o.as ?? defaultIdentity();
+      const id = workflowId('cleanup', o.cluster);
+      let finished = false;
+      const guiding = guide(client, id, me, () => finished);
+      try {
+        const r = await runWorkflow<{ removed: string[] }>(client, cfg, {
+          workflowType: 'cleanupRestore',
+          input: { cluster: o.cluster, run: o.run, reason: o.reason, requestedBy: me },
+          id,
+          summary: `Clean up in-place restore ${o.run} of ${o.cluster}`,
+          follow: true,
+        });
+        ctx.print(`Deleted: ${r.removed.join(', ')}`, r);
+      } finally {
+        finished = true;
+        await guiding;
+      }
+    });
+}

@@ -1,0 +1,104 @@
+/**
+ * CLI commands of issue 3: `pgdr schedules apply|list|pause|resume|trigger`, `pgdr expire`, `pgdr health`.
+ */
+import { Option, type Command } from 'commander';
+import type { LoadedConfig } from '../common/config';
+import { checkInput } from '../common/inputs';
+import { expireInputSchema, type ArchiveHealthResult, type ExpireResult, type FreshnessResult } from '../common/health-inputs';
+import { applySchedules, formatApplyReport, formatScheduleRows, listSchedules, pauseSchedule, resumeSchedule, triggerSchedule } from './schedules';
+import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
+
+interface Helpers {
+  config: () => LoadedConfig;
+  print: (text: string, json: unknown) => void;
+}
+
+export function registerScheduleCommands(program: Command, { config, print }: Helpers): void {
+  const json = () => Boolean(program.opts<{ json?: boolean }>().json);
+  const schedules = program.command('schedules').description('Temporal Schedules of backups, expire, drills and health checks (from the config)');
+  schedules
+    .command('apply')
+    .description('create/update/delete pgdr schedules so that they match the config (idempotent; never touches other schedules)')
+    .option('--dry-run', 'only show what would change')
+    .action(async (o: { dryRun?: boolean }) => {
+      const cfg = config();
+      const report = await applySchedules(await connectClient(cfg), cfg, { dryRun: o.dryRun });
+      print(formatApplyReport(report, o.dryRun), report);
+      if (report.errors.length) throw new CliError(`${report.errors.length} schedule(s) could not be applied`, 'see the lines marked ✗ above');
+    });
+  schedules
+    .command('list')
+    .description("pgdr's schedules with their next run times")
+    .action(async () => {
+      const cfg = config();
+      const rows = await listSchedules(await connectClient(cfg), cfg);
+      print(formatScheduleRows(rows), rows);
+    });
+  for (const [name, what, fn] of [
+    ['pause', 'pause a schedule', pauseSchedule],
+    ['resume', 'resume a paused schedule', resumeSchedule],
+    ['trigger', "run a schedule's action now", triggerSchedule],
+  ] as const) {
+    schedules
+      .command(`${name} <schedule>`)
+      .description(`${what} (id like pgdr:main:full, or main:full)`)
+      .option('--note <text>', 'why (shown in the Temporal UI)')
+      .action(async (ref: string, o: { note?: string }) => {
+        const cfg = config();
+        const client = await connectClient(cfg);
+        const id = await fn(client, cfg, ref, o.note).catch((e: Error) => {
+          throw new CliError(e.message);
+        });
+        print(`${id}: ${name === 'trigger' ? 'triggered' : `${name}d`}`, { scheduleId: id, done: name });
+      });
+  }
+
+  program
+    .command('expire')
+    .description('expire old backups with the configured retention, a one-off override, or one set (refuses the latest full)')
+    .requiredOption('--cluster <name>', 'cluster from the config')
+    .option('--retention-full <n>', 'keep this many full backups (one-off override)', (v) => Number(v))
+    .option('--retention-diff <n>', 'keep this many diff backups (one-off override)', (v) => Number(v))
+    .option('--set <label>', 'expire exactly this backup set')
+    .option('--repo <n>', 'repository number', (v) => Number(v))
+    .option('--dry-run', 'only show what would be expired')
+    .action(async (o: { cluster: string; retentionFull?: number; retentionDiff?: number; set?: string; repo?: number; dryRun?: boolean }) => {
+      const cfg = config();
+      const input = JSON.parse(JSON.stringify(o)) as object;
+      const check = checkInput(expireInputSchema, input, 'expire');
+      if (!check.ok) throw new CliError(check.message);
+      const r = await runWorkflow<ExpireResult>(await connectClient(cfg), cfg, {
+        workflowType: 'expire',
+        input,
+        id: workflowId('expire', o.cluster),
+        summary: `Expire backups of cluster ${o.cluster}${o.dryRun ? ' (dry run)' : ''}`,
+        follow: !json(),
+      });
+      print(
+        `${r.dryRun ? 'Would expire' : 'Expired'} (${r.retention}): ${r.expired.join(', ') || 'nothing'}\nRemaining: ${r.remaining.join(', ') || 'none'}`,
+        r,
+      );
+    });
+
+  program
+    .command('health')
+    .description('run the backup freshness and WAL archive health checks now')
+    .requiredOption('--cluster <name>', 'cluster from the config')
+    .addOption(new Option('--check <check>', 'only one check').choices(['freshness', 'archive']))
+    .action(async (o: { cluster: string; check?: string }) => {
+      const cfg = config();
+      const client = await connectClient(cfg);
+      const results: (FreshnessResult | ArchiveHealthResult)[] = [];
+      if (o.check !== 'archive') {
+        results.push(await runWorkflow<FreshnessResult>(client, cfg, { workflowType: 'backupFreshness', input: { cluster: o.cluster }, id: workflowId('freshness', o.cluster), summary: `Backup freshness of cluster ${o.cluster}` }));
+      }
+      if (o.check !== 'freshness') {
+        results.push(await runWorkflow<ArchiveHealthResult>(client, cfg, { workflowType: 'archiveHealth', input: { cluster: o.cluster }, id: workflowId('archive-health', o.cluster), summary: `WAL archive health of cluster ${o.cluster}` }));
+      }
+      print(
+        results.map((r) => `${r.check}: ${r.ok ? 'ok' : 'FAILING'}${r.problems.map((p) => `\n  - ${p}`).join('')}${r.notes.map((n) => `\n  · ${n}`).join('')}`).join('\n'),
+        results,
+      );
+      if (results.some((r) => !r.ok)) process.exitCode = 2;
+    });
+}

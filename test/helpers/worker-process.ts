@@ -1,0 +1,23 @@
+/**
+ * A pgdr worker in a child process that a test can SIGKILL: `node dist/test/helpers/worker-process.js <config>`.
+ * Prints "ready" on stdout once its workers run; SIGTERM shuts it down gracefully.
+ */
+import { loadConfig } from '../../common/config';
+import { createWorkerSet } from '../../worker/worker';
+
+async function main() {
+  const config = loadConfig(process.argv[2]);
+  const set = await createWorkerSet({ config });
+  process.on('SIGTERM', () => set.shutdown());
+  const running = set.run();
+  process.stdout.write(`ready ${set.taskQueues.join(',')}\n`);
+  await running;
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`worker-process: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

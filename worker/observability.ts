@@ -1,0 +1,43 @@
+/**
+ * What a pgdr worker runs besides its Temporal workers (issue 3):
+ * - the Prometheus endpoint (`worker.metricsPort`, 0 = off) and the node_exporter textfile
+ *   (`worker.metricsTextfile`), both for the clusters of the hosts this worker owns;
+ * - `pgdr schedules apply` at start when `worker.applySchedules` is true (only by a worker that serves the
+ *   shared workflow queue, so one place owns the schedules).
+ */
+import { Client, type ConnectionLike } from '@temporalio/client';
+import type { LoadedConfig } from '../common/config';
+import { log } from '../common/log';
+import { configureMetricsTextfile, refreshClusterMetrics, startMetricsServer, writeTextfile, type MetricsServer } from '../activities/metrics';
+import { applySchedules, formatApplyReport } from '../client/schedules';
+
+export interface Observability {
+  metricsPort?: number;
+  close(): Promise<void>;
+}
+
+export async function startObservability(opts: { config: LoadedConfig; hosts: string[]; connection: ConnectionLike; workflows: boolean }): Promise<Observability> {
+  const { config, hosts } = opts;
+  configureMetricsTextfile(config.worker.metricsTextfile);
+  let server: MetricsServer | undefined;
+  if (config.worker.metricsPort > 0) {
+    server = await startMetricsServer(config, hosts);
+    log.info({ port: server.port }, `metrics at http://127.0.0.1:${server.port}/metrics`);
+  }
+  // First figures right away (pgbackrest info is quick) when someone reads them; failures are only logged.
+  if (server || config.worker.metricsTextfile) void (async () => {
+    for (const c of config.clusters.filter((x) => hosts.includes(x.host))) await refreshClusterMetrics(c);
+    await writeTextfile(config.worker.metricsTextfile);
+  })().catch((e) => log.warn({ err: (e as Error).message }, 'metrics: first refresh failed'));
+  if (config.worker.applySchedules && opts.workflows) {
+    try {
+      const client = new Client({ connection: opts.connection, namespace: config.temporal.namespace });
+      const report = await applySchedules(client, config);
+      log.info({ report }, formatApplyReport(report));
+      if (report.errors.length) log.error({ errors: report.errors }, 'some schedules could not be applied');
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'applying the schedules failed; the worker runs on');
+    }
+  }
+  return { metricsPort: server?.port, close: async () => server?.close() };
+}

@@ -1,0 +1,52 @@
+/**
+ * Steps the restore runbooks share (restoreToNewCluster, restoreInPlace, fullSiteRecovery): turning a
+ * checked restore target into a pgBackRest restore request, and the post-restore checklist.
+ */
+import type { RestoreRequest } from '../activities/restore';
+import type { CheckTarget } from '../activities/checks';
+import type { ResolvedTarget } from '../common/restore-target';
+import { Checklist, type ChecklistItemSpec } from './checklist';
+import type { onHost, Runbook } from './runbook';
+
+type Host = ReturnType<typeof onHost>;
+
+/** The restore request for a resolved target (the set is always explicit: pgdr chose it). */
+export function restoreRequestFor(cluster: string, t: ResolvedTarget): Omit<RestoreRequest, 'dataDir'> {
+  const base = { cluster, set: t.set.label, repo: t.repo, timeline: t.timeline };
+  if (t.type === 'latest') return base;
+  return { ...base, target: { type: t.type, value: t.value } };
+}
+
+export interface PostRestoreOptions {
+  cluster: string;
+  items: ChecklistItemSpec[];
+  /** Where the restored server answers; the cluster itself when left out (in-place restore). */
+  at?: CheckTarget;
+  /** The restore report appended to the audit log by the `outcome-documented` item. */
+  report: () => Record<string, unknown>;
+  /** How long to wait for people to sign off manual items. */
+  timeout?: string;
+}
+
+/** Run the post-restore checklist; failing automated items are reported, not thrown (the caller decides). */
+export async function runPostRestoreChecklist(rb: Runbook, host: Host, o: PostRestoreOptions): Promise<Checklist> {
+  const post = new Checklist('Post-restore checklist', o.items).watch(() => rb.render());
+  rb.section('post-restore', () => post.markdown());
+  await rb.step('Post-restore checklist', () =>
+    post.run(async (id) => {
+      switch (id) {
+        case 'connectivity':
+        case 'table-counts':
+        case 'migrations':
+          return host.quick.postRestoreCheck({ cluster: o.cluster, item: id, at: o.at });
+        case 'outcome-documented': {
+          const r = await host.quick.appendRunbookReport({ kind: 'restores', report: { ...o.report(), checklist: post.snapshot(), steps: rb.steps } });
+          return { ok: true, note: `report appended to ${r.file}` };
+        }
+        default:
+          return host.quick.runConfiguredCheck({ cluster: o.cluster, item: id });
+      }
+    }, o.timeout as never),
+  );
+  return post;
+}
