@@ -14,6 +14,7 @@ import { newClusterActivities } from './restore-new-cluster';
 import { checkActivities } from './checks';
 import { healthActivities, policyActivities } from './health';
 import { approvalActivities } from './approval';
+import { fullSiteActivities } from './full-site';
 
 export function createActivities(config: LoadedConfig) {
   const deps = { config };
@@ -29,6 +30,7 @@ export function createActivities(config: LoadedConfig) {
     ...healthActivities(deps),
     ...policyActivities(deps),
     ...approvalActivities(deps),
+    ...fullSiteActivities(deps),
   };
 }
 

@@ -235,8 +235,9 @@ export async function stanzaInfo(cluster: ClusterConfig, opts: { repo?: number; 
   const raw = parseInfoJson(res.stdout).find((s) => s.name === cluster.stanza);
   if (!raw) throw ApplicationFailure.nonRetryable(`pgbackrest info returned nothing for stanza "${cluster.stanza}"`, FAILURE.rejected);
   const info = toStanzaInfo(raw, opts.lastArchivedAt);
-  // 0 ok, 2 no valid backups: both are a readable stanza. 1/3 missing stanza, 99 other (e.g. wrong cipher passphrase).
-  if (info.status.code !== 0 && info.status.code !== 2) {
+  // 0 ok, 2 no valid backups, 4 different across repos (e.g. only repo1 has a backup yet): a readable stanza.
+  // 1/3 missing stanza, 5 database mismatch, 99 other (e.g. a wrong cipher passphrase) are not.
+  if (![0, 2, 4].includes(info.status.code)) {
     throw ApplicationFailure.nonRetryable(
       `pgBackRest cannot read stanza "${cluster.stanza}" (status ${info.status.code}: ${info.status.message.trim()})` +
         (info.status.code === 1 || info.status.code === 3 ? ' — run `pgdr stanza setup` first' : ''),

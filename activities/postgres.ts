@@ -37,8 +37,9 @@ export async function query<R extends QueryResultRow = QueryResultRow>(t: PgTarg
   }
 }
 
-export async function pgCtl(t: PgTarget, args: string[]) {
-  return run(join(t.pgBinDir, 'pg_ctl'), ['-D', t.dataDir, ...args], { user: t.osUser });
+/** pg_ctl on the target's data directory, as its OS user; `env` reaches the postmaster (e.g. repo passphrases). */
+export async function pgCtl(t: PgTarget, args: string[], env?: Record<string, string>) {
+  return run(join(t.pgBinDir, 'pg_ctl'), ['-D', t.dataDir, ...args], { user: t.osUser, env });
 }
 
 export type ServerState = 'running' | 'stopped' | 'no-data-directory';
@@ -50,8 +51,8 @@ export async function serverState(t: PgTarget): Promise<ServerState> {
 }
 
 /** Start the server and wait until it accepts connections. */
-export async function startServer(t: PgTarget, logFile: string, timeoutSeconds = 120): Promise<void> {
-  const res = await pgCtl(t, ['-l', logFile, '-w', '-t', String(timeoutSeconds), 'start']);
+export async function startServer(t: PgTarget, logFile: string, timeoutSeconds = 120, env?: Record<string, string>): Promise<void> {
+  const res = await pgCtl(t, ['-l', logFile, '-w', '-t', String(timeoutSeconds), 'start'], env);
   if (res.exitCode !== 0) {
     throw ApplicationFailure.retryable(
       `PostgreSQL in ${t.dataDir} did not start: ${lastLines(res.stderr || res.stdout, 3)}\n--- server log ---\n${logTail(logFile, 20)}`,

@@ -8,15 +8,15 @@
  *   <data>.failed-restore-<run>    a restore that failed and was rolled back, kept for inspection
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statfsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, statfsSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { ClusterConfig } from '../common/config';
 import { makeOwnedDir } from '../worker/local-cluster';
 import { requireCluster, type ActivityDeps } from './context';
-import { FAILURE, lastLines } from './pgbackrest';
-import { logTail, pgCtl, query, serverState, startServer, stopServer } from './postgres';
+import { FAILURE, lastLines, secretEnv } from './pgbackrest';
+import { pgCtl, query, serverState, startServer, stopServer } from './postgres';
 import { run } from './process';
-import { killStrayRestores, parseRecoveryLog, recoveryFailureReason, restoreInto, type RestoreOutcome, type RestoreRequest } from './restore';
+import { killStrayRestores, restoreInto, startAndAwaitPromotion, type RecoveryReport, type RestoreOutcome, type RestoreRequest } from './restore';
 
 export const asidePath = (c: ClusterConfig, run: string) => `${c.dataDir}.pre-restore-${run}`;
 export const failedPath = (c: ClusterConfig, run: string) => `${c.dataDir}.failed-restore-${run}`;
@@ -30,15 +30,6 @@ export interface InPlaceLayout {
   dataDir: string;
   aside: string;
   failed: string;
-}
-
-export interface InPlaceRecovery {
-  /** Timeline after promotion (a new one after a point-in-time recovery). */
-  timeline: number | null;
-  recoveryMs: number;
-  /** PostgreSQL's "recovery stopping …" line when a target stopped recovery. */
-  stoppedAt: string | null;
-  lastReplayTime: string | null;
 }
 
 export interface DiskReport {
@@ -76,7 +67,9 @@ export function inPlaceActivities({ config }: ActivityDeps) {
      */
     async checkRestoreDiskSpace(input: { cluster: string; restoreBytes: number; margin?: number; path?: string }): Promise<DiskReport> {
       const c = cluster(input.cluster);
-      const path = input.path ?? dirname(c.dataDir);
+      // The folder may not exist yet (a new cluster): measure the filesystem of its nearest existing parent.
+      let path = input.path ?? dirname(c.dataDir);
+      while (!existsSync(path) && dirname(path) !== path) path = dirname(path);
       const needed = Math.ceil(input.restoreBytes * (1 + (input.margin ?? 0.1)));
       const free = freeBytes(path);
       return { path, freeBytes: free, neededBytes: needed, ok: free >= needed };
@@ -135,45 +128,12 @@ export function inPlaceActivities({ config }: ActivityDeps) {
     },
 
     /**
-     * Start the cluster in its own data directory and wait until recovery has ended and it is promoted.
-     * A postmaster that goes away during recovery is a failure (even when pg_ctl returned 0), carrying
-     * PostgreSQL's reason and the log tail.
+     * Start the cluster in its own data directory (its own configuration: port, socket, archiving) and wait
+     * until recovery has ended and it is promoted.
      */
-    async startClusterAndWait(input: { cluster: string; timeoutSeconds?: number }): Promise<InPlaceRecovery> {
+    async startClusterAndWait(input: { cluster: string; timeoutSeconds?: number }): Promise<RecoveryReport> {
       const c = cluster(input.cluster);
-      const log = c.serverLog!;
-      const started = Date.now();
-      const deadline = started + (input.timeoutSeconds ?? 3600) * 1000;
-      const failed = (why: string) => {
-        const text = existsSync(log) ? readFileSync(log, 'utf8') : '';
-        const reason = recoveryFailureReason(text);
-        return ApplicationFailure.nonRetryable(`PostgreSQL in ${c.dataDir} ${why}${reason ? `: ${reason}` : ''}\n--- PostgreSQL log (last lines) ---\n${logTail(log, 25)}`, 'RecoveryFailed', { reason });
-      };
-      mkdirSync(dirname(log), { recursive: true });
-      const logStart = existsSync(log) ? statSync(log).size : 0;
-      if ((await serverState(c)) !== 'running') {
-        const r = await pgCtl(c, ['-l', log, '-w', '-t', '600', 'start']);
-        if (r.exitCode !== 0 && (await serverState(c)) !== 'running') throw failed(`did not start (pg_ctl exit ${r.exitCode})`);
-      }
-      for (;;) {
-        if ((await serverState(c)) !== 'running') throw failed('stopped during recovery');
-        try {
-          const [r] = await query<{ rec: boolean; at: Date | null; tli: number }>(
-            c,
-            'SELECT pg_is_in_recovery() AS rec, pg_last_xact_replay_timestamp() AS at, (SELECT timeline_id FROM pg_control_checkpoint()) AS tli',
-          );
-          if (!r.rec) {
-            const text = existsSync(log) ? readFileSync(log, 'utf8').slice(logStart) : '';
-            const sel = [...text.matchAll(/selected new timeline ID: (\d+)/g)].pop();
-            return { timeline: sel ? Number(sel[1]) : r.tli, recoveryMs: Date.now() - started, stoppedAt: parseRecoveryLog(text).stoppedAt, lastReplayTime: r.at?.toISOString() ?? null };
-          }
-        } catch {
-          /* not accepting connections yet */
-        }
-        if (Date.now() > deadline) throw failed(`was still in recovery after ${input.timeoutSeconds ?? 3600} s`);
-        heartbeat({ recovering: c.dataDir, elapsedMs: Date.now() - started });
-        await new Promise((res) => setTimeout(res, 200));
-      }
+      return startAndAwaitPromotion(c, c, c.serverLog!, { timeoutSeconds: input.timeoutSeconds });
     },
 
     /**
@@ -207,7 +167,7 @@ export function inPlaceActivities({ config }: ActivityDeps) {
         renameSync(aside, c.dataDir);
       }
       heartbeat({ rollback: 'starting the original cluster' });
-      if ((await serverState(c)) !== 'running') await startServer(c, c.serverLog!, 600);
+      if ((await serverState(c)) !== 'running') await startServer(c, c.serverLog!, 600, secretEnv(c));
       const [ok] = await query<{ one: number }>(c, 'SELECT 1 AS one');
       return { rolledBack: true, failedRestoreDir: failedDir ?? (existsSync(failedPath(c, input.run)) ? failedPath(c, input.run) : null), answers: ok.one === 1 };
     },

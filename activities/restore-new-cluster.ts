@@ -1,7 +1,7 @@
 /**
  * Host activities of the non-destructive restore: where a new cluster goes, cleaning it up to the asked
  * databases, and a registry of restored clusters on this host (`pgdr clusters list|drop`).
- * Registry: <stateDir>/restored/<name>.json; default data: <restore.newClusterDir>/<name>/{data,socket,log}.
+ * Registry: <stateDir>/restored-clusters/<name>.json; default data: <restore.newClusterDir>/<name>/{data,socket,log}.
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,7 +34,7 @@ export interface RestoredClusterRecord extends NewClusterLayout {
   createdAt: string;
 }
 
-const registryDir = (config: LoadedConfig) => join(config.stateDirAbs, 'restored');
+const registryDir = (config: LoadedConfig) => join(config.stateDirAbs, 'restored-clusters');
 const recordFile = (config: LoadedConfig, name: string) => join(registryDir(config), `${name}.json`);
 
 function readRecord(config: LoadedConfig, name: string): RestoredClusterRecord | undefined {

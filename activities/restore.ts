@@ -12,13 +12,14 @@
  * Every external command goes through process.ts `run()` as the cluster's OS user.
  */
 import { ApplicationFailure, Context, sleep } from '@temporalio/activity';
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import type { ClusterConfig } from '../common/config';
+import { parseTargetTime, pgTime } from '../common/restore-target';
 import { makeOwnedDir } from '../worker/local-cluster';
 import { requireCluster, type ActivityDeps } from './context';
-import { FAILURE, failureFor, lastLines, pgbackrest } from './pgbackrest';
+import { FAILURE, failureFor, lastLines, pgbackrest, secretEnv } from './pgbackrest';
 import { logTail, pgCtl, query, serverState, type PgTarget } from './postgres';
 import { run } from './process';
 
@@ -48,6 +49,8 @@ export interface RestoreRequest {
   dbInclude?: string[];
   /** --delta: reuse matching files of a non-empty directory. When false, the directory is emptied first. */
   delta?: boolean;
+  /** recovery_target_timeline: 'current', 'latest' or a number (default: pgBackRest's). */
+  timeline?: string;
   /** Write archive_mode=off into the restored copy (default true: a copy must never push WAL into the repo). */
   archiveModeOff?: boolean;
 }
@@ -160,13 +163,6 @@ async function emptyDir(c: ClusterConfig, dir: string): Promise<void> {
   if (r.exitCode !== 0) throw ApplicationFailure.retryable(`cannot empty ${dir}: ${lastLines(r.stderr, 3)}`, 'ScratchCleanupFailed');
 }
 
-/** pgBackRest wants 'YYYY-MM-DD HH:MM:SS[.mmm][+TZ]': ISO 8601 with T/Z is converted; other text passes as is. */
-export function pgTime(value: string): string {
-  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}(?::?\d{2})?)$/.exec(value);
-  if (!m) return value;
-  return `${m[1]} ${m[2]}${m[3] === 'Z' ? '+00' : m[3]}`;
-}
-
 /** pgBackRest restore options for a request (without the command itself). */
 export function restoreOptions(c: ClusterConfig, r: RestoreRequest): string[] {
   const o = [`--pg1-path=${r.dataDir}`, `--process-max=${r.processMax ?? c.backup.processMax}`];
@@ -174,13 +170,20 @@ export function restoreOptions(c: ClusterConfig, r: RestoreRequest): string[] {
   if (r.set) o.push(`--set=${r.set}`);
   if (r.repo) o.push(`--repo=${r.repo}`);
   if (r.delta) o.push('--delta');
+  if (r.timeline) o.push(`--target-timeline=${r.timeline}`);
   for (const db of r.dbInclude ?? []) o.push(`--db-include=${db}`);
   const t = r.target;
   if (t) {
     o.push(`--type=${t.type === 'immediate' ? 'immediate' : t.type}`);
     if (t.type !== 'immediate') {
       if (!t.value) throw ApplicationFailure.nonRetryable(`a ${t.type} target needs a value`, FAILURE.badInput);
-      o.push(`--target=${t.type === 'time' ? pgTime(t.value) : t.value}`);
+      let value = t.value;
+      if (t.type === 'time') {
+        const p = parseTargetTime(t.value);
+        if (!p.ok) throw ApplicationFailure.nonRetryable(p.message, FAILURE.badInput);
+        value = pgTime(p.iso);
+      }
+      o.push(`--target=${value}`);
       if (r.targetExclusive) o.push('--target-exclusive');
     }
     o.push(`--target-action=${r.targetAction ?? 'promote'}`);
@@ -278,28 +281,49 @@ export async function startAndAwaitRecovery(c: ClusterConfig, s: StartRequest): 
   }
   if (alive(postmasterPid(s.dataDir))) await pgCtl(t, ['-m', 'immediate', '-w', 'stop']);
   makeOwnedDir(s.socketDir, c.osUser, 0o700);
-  makeOwnedDir(dirname(s.logFile), c.osUser, 0o750);
   writeInstanceOverrides(s.dataDir, { port, socketDir: s.socketDir });
-  const started = Date.now();
-  const timeoutMs = (s.timeoutSeconds ?? 3600) * 1000;
+  return startAndAwaitPromotion(c, t, s.logFile, { timeoutSeconds: s.timeoutSeconds, waitFor: s.waitFor, what: 'the restored copy' });
+}
+
+/**
+ * Start the server of `t` (unless it runs) and wait until recovery has ended and it is promoted. The repo
+ * passphrases go into the postmaster's environment: its restore_command and archive_command run pgBackRest.
+ * pg_ctl -w returns when connections are accepted (hot standby counts) and returns 0 even when recovery
+ * fails later, so the postmaster is watched: one that goes away is a failure carrying PostgreSQL's reason
+ * and the log tail. Used by the drill, the restore runbooks and full-site recovery.
+ */
+export async function startAndAwaitPromotion(
+  c: ClusterConfig,
+  t: PgTarget,
+  logFile: string,
+  opts: { timeoutSeconds?: number; waitFor?: 'promoted' | 'accepting'; what?: string } = {},
+): Promise<RecoveryReport> {
+  const timeoutSeconds = opts.timeoutSeconds ?? 3600;
+  const what = opts.what ?? 'PostgreSQL';
+  if (!existsSync(join(t.dataDir, 'PG_VERSION'))) throw ApplicationFailure.nonRetryable(`${t.dataDir} holds no cluster (no PG_VERSION)`, FAILURE.badInput);
+  makeOwnedDir(dirname(logFile), c.osUser, 0o750);
+  const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
+  const logSinceStart = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(logStart) : '');
   const failed = (why: string): ApplicationFailure => {
-    const log = existsSync(s.logFile) ? readFileSync(s.logFile, 'utf8') : '';
-    const reason = recoveryFailureReason(log);
+    const reason = recoveryFailureReason(logSinceStart());
     return ApplicationFailure.nonRetryable(
-      `the restored copy in ${s.dataDir} ${why}${reason ? `: ${reason}` : ''}\n--- PostgreSQL log (last lines) ---\n${logTail(s.logFile, 25)}`,
+      `${what} in ${t.dataDir} ${why}${reason ? `: ${reason}` : ''}\n--- PostgreSQL log (last lines) ---\n${logTail(logFile, 25)}`,
       'RecoveryFailed',
-      { reason, dataDir: s.dataDir },
+      { reason, dataDir: t.dataDir },
     );
   };
-  // -w returns when connections are accepted (hot standby counts), or 0 even though recovery later fails.
-  const ctl = await pgCtl(t, ['-l', s.logFile, '-w', '-t', String(Math.min(s.timeoutSeconds ?? 3600, 600)), 'start']);
+  const started = Date.now();
+  let ctlExit = 0;
+  if (!alive(postmasterPid(t.dataDir))) {
+    const ctl = await pgCtl(t, ['-l', logFile, '-w', '-t', String(Math.min(timeoutSeconds, 600)), 'start'], secretEnv(c));
+    ctlExit = ctl.exitCode;
+  }
   for (;;) {
-    const pid = postmasterPid(s.dataDir);
-    if (!alive(pid)) {
+    if (!alive(postmasterPid(t.dataDir))) {
       // Give the postmaster a moment to write postmaster.pid right after pg_ctl returns.
-      if (ctl.exitCode === 0 || Date.now() - started > 2000) {
-        await sleep(200);
-        if (!alive(postmasterPid(s.dataDir))) throw failed(ctl.exitCode === 0 ? 'stopped during recovery (pg_ctl start had returned 0)' : `did not start (pg_ctl exit ${ctl.exitCode})`);
+      await sleep(200);
+      if (!alive(postmasterPid(t.dataDir)) && (ctlExit === 0 || Date.now() - started > 2000)) {
+        throw failed(ctlExit === 0 ? 'stopped during recovery (pg_ctl start had returned 0)' : `did not start (pg_ctl exit ${ctlExit})`);
       }
     } else {
       try {
@@ -307,31 +331,29 @@ export async function startAndAwaitRecovery(c: ClusterConfig, s: StartRequest): 
           t,
           'SELECT pg_is_in_recovery() AS rec, pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp() AS at, (SELECT timeline_id FROM pg_control_checkpoint()) AS tli',
         );
-        if (!r.rec || s.waitFor === 'accepting') {
-          const log = existsSync(s.logFile) ? readFileSync(s.logFile, 'utf8') : '';
-          let timeline = r.tli ?? null;
+        if (!r.rec || opts.waitFor === 'accepting') {
+          const log = logSinceStart();
           const sel = [...log.matchAll(/selected new timeline ID: (\d+)/g)].pop();
-          if (sel) timeline = Number(sel[1]);
           return {
-            port,
-            socketDir: s.socketDir,
-            logFile: s.logFile,
+            port: t.port,
+            socketDir: t.socketDir,
+            logFile,
             recoveryMs: Date.now() - started,
             ...parseRecoveryLog(log),
             lastReplayLsn: r.lsn,
             lastReplayTime: r.at ? r.at.toISOString() : null,
-            timeline,
+            timeline: sel ? Number(sel[1]) : (r.tli ?? null),
           };
         }
       } catch {
         /* not accepting connections yet */
       }
     }
-    if (Date.now() - started > timeoutMs) {
+    if (Date.now() - started > timeoutSeconds * 1000) {
       await pgCtl(t, ['-m', 'immediate', 'stop']);
-      throw failed(`was still in recovery after ${Math.round(timeoutMs / 1000)} s`);
+      throw failed(`was still in recovery after ${timeoutSeconds} s`);
     }
-    heartbeat({ recovering: s.dataDir, port, elapsedMs: Date.now() - started });
+    heartbeat({ recovering: t.dataDir, port: t.port, elapsedMs: Date.now() - started });
     await sleep(150);
   }
 }

@@ -15,6 +15,7 @@ import { registerApprovalCommands } from './approvals-cli';
 import { registerDrillCommands } from './drill-cli';
 import { registerScheduleCommands } from './schedules-cli';
 import { registerRestoreCommands } from './restore-cli';
+import { registerDrCommands } from './dr-cli';
 
 const program = new Command();
 program
@@ -162,6 +163,7 @@ registerApprovalCommands(program, { config, print });
 registerDrillCommands(program, { config, print });
 registerScheduleCommands(program, { config, print });
 registerRestoreCommands(program, { config, print });
+registerDrCommands(program, { config, print });
 
 export async function main(argv: string[]): Promise<void> {
   try {

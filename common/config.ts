@@ -178,6 +178,23 @@ export const clusterSchema = z
       .default({}),
     /** Application services to restart / health-check after a full-site recovery. */
     applications: z.array(checklistItemSchema).default([]),
+    /** Full-site recovery (workflows/full-site-recovery.ts), as seen by the worker of the host that runs it. */
+    fullSite: z
+      .object({
+        /** Where drill mode restores its throw-away copy on the target host (default drill.scratchDir, else pgdr-scratch beside dataDir). */
+        scratchDir: z.string().optional(),
+        /**
+         * Optional hook for the DNS / traffic switch, run on the target host before a person confirms the switch:
+         * an argument array; gets PGDR_CLUSTER, PGDR_TARGET_HOST, PGDR_PORT, PGDR_DATA_DIR, PGDR_WORKFLOW_ID.
+         */
+        dnsSwitchCommand: z.array(z.string()).min(1).optional(),
+        /** How long the runbook waits for people to sign off manual items before it pauses. */
+        signOffTimeout: durationSchema.default('24h'),
+        /** How long a paused runbook waits for `retry` / `abort` before it stops by itself (with a report). */
+        pauseTimeout: durationSchema.default('24h'),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 
@@ -338,6 +355,7 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
     c.socketDir = abs(c.socketDir);
     if (c.drill.scratchDir) c.drill.scratchDir = abs(c.drill.scratchDir);
     if (c.restore.newClusterDir) c.restore.newClusterDir = abs(c.restore.newClusterDir);
+    if (c.fullSite.scratchDir) c.fullSite.scratchDir = abs(c.fullSite.scratchDir);
     c.serverLog = c.serverLog ? abs(c.serverLog) : resolve(abs(cfg.stateDir), 'log', `${c.name}-postgresql.log`);
     for (const r of c.repos) if (r.cipherPassFile) r.cipherPassFile = abs(r.cipherPassFile);
   }

@@ -3,6 +3,7 @@
  * Validated here, with messages that say what is valid. Pure: imported by workflows and by the CLI.
  */
 import { z } from 'zod';
+import { parseTargetTime } from './restore-target';
 import { ANNOTATION_KEY_RE, SNAPSHOT_NAME_RE, type BackupInput, type SetupStanzaInput } from './types';
 
 const clusterName = z.string({ required_error: 'cluster is required' }).min(1, 'cluster is required');
@@ -79,7 +80,10 @@ export const drillInputSchema = z
       .strict()
       .superRefine((t, ctx) => {
         if (['name', 'lsn', 'xid'].includes(t.type) && !t.value) ctx.addIssue({ code: 'custom', path: ['value'], message: `a ${t.type} target needs a value` });
-        if (t.type === 'time' && t.value && Number.isNaN(Date.parse(t.value))) ctx.addIssue({ code: 'custom', path: ['value'], message: 'a time like 2026-01-15T14:30:00Z' });
+        if (t.type === 'time' && t.value) {
+          const p = parseTargetTime(t.value);
+          if (!p.ok) ctx.addIssue({ code: 'custom', path: ['value'], message: p.message });
+        }
         if (t.type === 'lsn' && t.value && !/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/.test(t.value)) ctx.addIssue({ code: 'custom', path: ['value'], message: 'an LSN like 0/3000060' });
         if (t.type === 'xid' && t.value && !/^\d+$/.test(t.value)) ctx.addIssue({ code: 'custom', path: ['value'], message: 'a transaction id (digits)' });
       })
@@ -139,5 +143,24 @@ export const cleanupInputSchema = z
     requestedBy: z.string().trim().min(1, 'requestedBy is required'),
   })
   .strict();
+
+export const fullSiteRecoveryInputSchema = z
+  .object({
+    cluster: clusterName,
+    targetHost: z
+      .string({ required_error: 'targetHost is required: the host the cluster is rebuilt on (its worker serves pgdr-host-<targetHost>)' })
+      .regex(/^[a-z][a-z0-9_-]{0,39}$/, 'targetHost: a host name as in the config (lowercase letters, digits, "-" or "_")'),
+    repo: z.number().int().min(1).max(256).optional(),
+    target: restoreTargetSchema.optional(),
+    reason: z.string({ required_error: 'reason is required' }).trim().min(1, 'reason is required: why the site is rebuilt (or "quarterly DR drill")'),
+    requestedBy: z.string({ required_error: 'requestedBy is required' }).trim().min(1, 'requestedBy is required: who runs this recovery'),
+    drill: z.boolean().optional(),
+  })
+  .strict()
+  .superRefine((v, ctx) => {
+    if (v.repo !== undefined && v.target?.repo !== undefined && v.repo !== v.target.repo) {
+      ctx.addIssue({ code: 'custom', path: ['target', 'repo'], message: `target.repo (${v.target.repo}) differs from repo (${v.repo}); give one` });
+    }
+  });
 
 export type { SetupStanzaInput };

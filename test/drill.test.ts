@@ -4,7 +4,7 @@
  * window, and a worker SIGKILLed in the middle of the restore.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,7 +13,7 @@ import { loadConfig } from '../common/config';
 import type { DrillResult } from '../common/drill';
 import { configYaml, type LocalCluster } from '../worker/local-cluster';
 import { scratchNameFor } from '../workflows/verify-drill';
-import { Harness, pgbackrestJson, processesMatching, sql, waitFor } from './helpers/harness';
+import { Harness, pgbackrestJson, processesMatching, sql, startWorkerProcess, stopWorkerProcess, waitFor } from './helpers/harness';
 
 const h = new Harness('drill');
 let main: LocalCluster;
@@ -219,14 +219,6 @@ describe('verification drill', () => {
 
 describe('worker crash', () => {
   let child: ChildProcess | undefined;
-  const startChild = async (configFile: string) => {
-    const p = spawn(process.execPath, [join(__dirname, 'helpers', 'worker-process.js'), configFile], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env } });
-    await new Promise<void>((resolve, reject) => {
-      p.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-      p.on('exit', (code) => reject(new Error(`worker process exited ${code}`)));
-    });
-    return p;
-  };
   after(() => child?.kill('SIGKILL'));
 
   test('SIGKILL of the worker mid-restore: after a restart the drill ends cleanly and no scratch copy remains', async () => {
@@ -242,15 +234,14 @@ describe('worker crash', () => {
       }),
     );
     loadConfig(file);
-    child = await startChild(file);
+    child = await startWorkerProcess(file);
     const id = `drill-kill-${Date.now()}`;
     const handle = await h.client.workflow.start('verifyDrill', { taskQueue: 'pgdr-drill-kill', workflowId: id, args: [{ cluster: 'main' }] });
     const dataDir = join(scratchRoot, scratchNameFor(id), 'data');
     await waitFor('pgbackrest restore to run', async () => (await processesMatching('pgbackrest', `--pg1-path=${dataDir}`, 'restore')).length > 0, 60_000, 30);
-    child.kill('SIGKILL');
-    await new Promise((r) => child!.once('exit', r));
+    await stopWorkerProcess(child, 'SIGKILL');
     // The orphaned restore keeps writing until a worker takes over.
-    child = await startChild(file);
+    child = await startWorkerProcess(file);
     let passed: boolean;
     try {
       passed = ((await handle.result()) as DrillResult).passed;
@@ -267,8 +258,7 @@ describe('worker crash', () => {
     assert.ok(restoreAttempts.some((a) => (a ?? 1) >= 2), `the restore was retried after the crash (attempts ${restoreAttempts})`);
     assert.ok(!existsSync(dataDir));
     await noScratchLeft();
-    child.kill('SIGTERM');
-    await new Promise((r) => child!.once('exit', r));
+    await stopWorkerProcess(child);
     child = undefined;
   });
 });

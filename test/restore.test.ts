@@ -8,14 +8,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { WorkflowHandle } from '@temporalio/client';
 import { serverState } from '../activities/postgres';
-import type { ApprovalStateAnswer } from '../common/approvals';
 import type { BackupResult } from '../common/types';
-import type { ChecklistSnapshot } from '../workflows/checklist';
 import type { RestoreInPlaceResult } from '../workflows/restore-in-place';
 import type { RestoreToNewClusterResult } from '../workflows/restore-to-new-cluster';
 import type { LocalCluster } from '../worker/local-cluster';
 import { query } from '../activities/postgres';
-import { Harness, sql, waitFor } from './helpers/harness';
+import { Harness, sql, switchWalAndWaitArchived, waitFor } from './helpers/harness';
+import { signPostRestore, signPreRestore, voteWhenAsked } from './helpers/people';
 
 const h = new Harness('restore');
 let main: LocalCluster;
@@ -26,14 +25,13 @@ let firstFull: BackupResult;
 const tags = async (port: number, socketDir: string, database = 'app') =>
   (await query<{ tag: string; n: string }>({ ...main, port, socketDir }, 'SELECT tag, count(*) AS n FROM orders GROUP BY tag ORDER BY tag', [], database)).map((r) => `${r.tag}:${r.n}`);
 
-async function switchAndArchive() {
-  const [{ f }] = await sql<{ f: string }>(main, 'SELECT pg_walfile_name(pg_current_wal_lsn()) AS f');
-  await sql(main, 'SELECT pg_switch_wal()');
-  await waitFor('WAL archived', async () => {
-    const [s] = await sql<{ w: string | null }>(main, 'SELECT last_archived_wal AS w FROM pg_stat_archiver');
-    return s.w !== null && s.w >= f;
-  });
-}
+/** The messages of a failure and all its causes, for matching. */
+const failureText = (e: unknown): string => {
+  const parts: string[] = [];
+  for (let x = e as { message?: string; cause?: unknown } | undefined; x; x = x.cause as typeof x) parts.push(String(x.message));
+  return parts.join(' | ');
+};
+const rejectsWith = (p: Promise<unknown>, re: RegExp) => assert.rejects(p, (e: unknown) => (assert.match(failureText(e), re), true));
 
 const serverNow = async () => (await sql<{ t: Date }>(main, 'SELECT clock_timestamp() AS t'))[0].t.toISOString();
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -59,7 +57,7 @@ before(async () => {
   await sql(main, "INSERT INTO orders (tag) SELECT 't2' FROM generate_series(1, 50)", [], 'app');
   await h.execute<BackupResult>('backup', { cluster: 'main', snapshot: 'before-t3' });
   await sql(main, "INSERT INTO orders (tag) SELECT 't3' FROM generate_series(1, 25)", [], 'app');
-  await switchAndArchive();
+  await switchWalAndWaitArchived(main);
 });
 after(() => h.teardown());
 
@@ -125,16 +123,8 @@ describe('restore into a new cluster', () => {
 
 /** Sign off the manual pre-restore items and vote, as people would from the CLI. */
 async function drive(handle: WorkflowHandle, vote: { decision: 'approve' | 'reject'; by: string } | undefined) {
-  await waitFor('the pre-restore sign-off', async () => {
-    const lists = await handle.query<ChecklistSnapshot[]>('checklist').catch(() => []);
-    return lists.some((l) => l.items.some((i) => i.id === 'target-confirmed' && i.state === 'pending')) && (await handle.query<ChecklistSnapshot[]>('checklist'));
-  });
-  // Retries: the item opens for sign-off once the automated items before it have run.
-  await waitFor('sign-off accepted', () => handle.executeUpdate('checkItem', { args: [{ item: 'target-confirmed', by: 'carol', note: 'main, in place' }] }).then(() => true, () => false));
-  await handle.executeUpdate('checkItem', { args: [{ item: 'stakeholders-notified', by: 'carol', skip: true, note: 'test run' }] });
-  if (!vote) return;
-  const st = await waitFor('the approval request', async () => (await handle.query<ApprovalStateAnswer>('approvalState').catch(() => undefined))?.pending ?? undefined);
-  await handle.executeUpdate(vote.decision, { args: [{ approvalId: st.approvalId, by: vote.by, via: 'cli' }] });
+  await signPreRestore(handle);
+  if (vote) await voteWhenAsked(handle, vote.decision, vote.by);
 }
 
 describe('restore in place', () => {
@@ -171,7 +161,7 @@ describe('restore in place', () => {
     const before = await tags(main.port, main.socketDir);
     const handle = await start({ target: { type: 'latest' } });
     await drive(handle, { decision: 'reject', by: 'bob' });
-    await assert.rejects(handle.result(), /rejected/i);
+    await rejectsWith(handle.result(), /rejected by bob/);
     assert.ok(!(await h.scheduledActivities(handle)).some((a) => ['takeBackup', 'stopCluster', 'moveDataDirAside'].includes(a)));
     await assertUntouched(before);
   });
@@ -181,10 +171,11 @@ describe('restore in place', () => {
     const beforeDelete = await serverNow();
     await pause(1100);
     await sql(main, 'DELETE FROM orders', [], 'app');
-    await switchAndArchive();
+    await switchWalAndWaitArchived(main);
     const [{ tli: tliBefore }] = await sql<{ tli: number }>(main, 'SELECT timeline_id AS tli FROM pg_control_checkpoint()');
     const handle = await start({ target: { type: 'time', value: beforeDelete } });
     await drive(handle, { decision: 'approve', by: 'alice' });
+    await signPostRestore(handle);
     const r = (await handle.result()) as RestoreInPlaceResult;
     assert.deepEqual(await tags(main.port, main.socketDir), ['t1:100', 't2:50', 't3:25'], 'the deleted rows are back');
     assert.ok(existsSync(join(r.keptOriginalAt, 'PG_VERSION')), 'the pre-restore directory is kept');
@@ -198,9 +189,9 @@ describe('restore in place', () => {
     assert.ok(post.find((i) => i.id === 'migrations')?.state === 'passed');
     // The cleanup needs its own approval and removes only what this run kept.
     const c = await h.start('cleanupRestore', { cluster: 'main', run: r.run, reason: 'verified', requestedBy: 'carol' });
-    const st = await waitFor('cleanup approval', async () => (await c.query<ApprovalStateAnswer>('approvalState').catch(() => undefined))?.pending ?? undefined);
+    await waitFor('cleanup approval asked', async () => (await c.query<{ pending: unknown }>('approvalState').catch(() => undefined))?.pending);
     assert.ok(existsSync(r.keptOriginalAt), 'nothing deleted before the approval');
-    await c.executeUpdate('approve', { args: [{ approvalId: st.approvalId, by: 'alice' }] });
+    await voteWhenAsked(c, 'approve', 'alice');
     await c.result();
     assert.equal(existsSync(r.keptOriginalAt), false);
     assert.deepEqual(await tags(main.port, main.socketDir), ['t1:100', 't2:50', 't3:25']);
@@ -219,7 +210,7 @@ describe('restore in place', () => {
     try {
       const handle = await start({ target: { type: 'immediate', set: backup.set.label } });
       await drive(handle, { decision: 'approve', by: 'bob' });
-      await assert.rejects(handle.result(), (e: Error) => /ROLLED BACK: the original data directory is back/.test(String((e.cause as Error)?.message ?? e.message)));
+      await rejectsWith(handle.result(), /ROLLED BACK: the original data directory is back/);
       assert.equal(await serverState(main), 'running');
       assert.deepEqual(await tags(main.port, main.socketDir), before, 'original data');
       const kept = keptDirs();
@@ -243,7 +234,7 @@ describe('approval expiry', () => {
     const kept = keptDirs();
     const handle = await h.start('restoreInPlace', { cluster: 'main', reason: 'test', requestedBy: 'carol', confirmation: TOKEN, target: { type: 'latest' } });
     await drive(handle, undefined);
-    await assert.rejects(handle.result(), /expired/i);
+    await rejectsWith(handle.result(), /expired/i);
     assert.ok(!(await h.scheduledActivities(handle)).some((a) => ['takeBackup', 'stopCluster', 'moveDataDirAside'].includes(a)));
     assert.equal(await serverState(main), 'running');
     assert.deepEqual(await tags(main.port, main.socketDir), before);

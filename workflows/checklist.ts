@@ -139,7 +139,9 @@ export class Checklist {
       try {
         outcome = await check(item.id);
       } catch (err) {
-        outcome = { ok: false, note: (err as Error).message };
+        let e = err as { message?: string; cause?: unknown };
+        while (e.cause) e = e.cause as typeof e; // the activity's own message, not "Activity task failed"
+        outcome = { ok: false, note: String(e.message) };
       }
       item.state = outcome.ok ? 'passed' : item.optional ? 'skipped' : 'failed';
       item.by = 'pgdr';

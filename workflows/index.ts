@@ -11,3 +11,4 @@ export { restoreInPlace } from './restore-in-place';
 export { cleanupRestore } from './cleanup-restore';
 export { restoredClusters } from './restored-clusters';
 export { dropRestoredCluster } from './drop-restored-cluster';
+export { fullSiteRecovery } from './full-site-recovery';

@@ -16,7 +16,7 @@
  * A worker crash anywhere resumes to the same outcome: every step below is idempotent.
  */
 import { allHandlersFinished, ApplicationFailure, CancellationScope, condition, isCancellation, workflowInfo } from '@temporalio/workflow';
-import type { InPlaceRecovery } from '../activities/restore-in-place';
+import type { RecoveryReport } from '../activities/restore';
 import { restoreInPlaceInputSchema } from '../common/inputs';
 import { pgTime, resolveRestoreTarget, type RestoreTarget } from '../common/restore-target';
 import { approvalAudit, requestApproval } from './approval';
@@ -42,7 +42,7 @@ export interface RestoreInPlaceResult {
   /** Where the original data directory is kept. */
   keptOriginalAt: string;
   safetyBackup?: { label: string; restorePoint: string };
-  recovery: InPlaceRecovery;
+  recovery: RecoveryReport;
   checklists: ChecklistSnapshot[];
   approvals: ReturnType<typeof approvalAudit>;
   durationMs: number;
@@ -144,7 +144,7 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
   }
 
   // 4. Stop and move aside. From here on, any failure rolls back.
-  let recovery: InPlaceRecovery | undefined;
+  let recovery: RecoveryReport | undefined;
   let post: Checklist | undefined;
   try {
     await rb.step('Stop PostgreSQL (fast shutdown)', () => host.quick.stopCluster({ cluster: req.cluster }));

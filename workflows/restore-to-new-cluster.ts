@@ -79,7 +79,7 @@ export async function restoreToNewCluster(input: RestoreToNewClusterInput): Prom
         case 'backup-available':
           return { ok: info.status.code === 0 && info.sets.some((s) => s.label === target.set.label), note: `set ${target.set.label} in stanza ${info.stanza} (${info.status.message})` };
         case 'disk-space': {
-          const d = await host.quick.checkRestoreDiskSpace({ cluster: req.cluster, restoreBytes: target.set.size, path: layout.dir.replace(/\/[^/]*$/, '') || '/' });
+          const d = await host.quick.checkRestoreDiskSpace({ cluster: req.cluster, restoreBytes: target.set.size, path: layout.dir });
           return { ok: d.ok, note: `${Math.round(d.freeBytes / 2 ** 20)} MB free in ${d.path}, need ${Math.round(d.neededBytes / 2 ** 20)} MB` };
         }
         case 'reason-documented':

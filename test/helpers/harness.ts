@@ -6,6 +6,7 @@
 import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -183,4 +184,37 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/**
+ * A pgdr worker in a child process (test/helpers/worker-process.ts) serving what its config file names:
+ * a test can SIGKILL it to play a crashed worker, or give each "host" its own.
+ */
+export async function startWorkerProcess(configFile: string, env: Record<string, string> = {}): Promise<ChildProcess> {
+  const p = spawn(process.execPath, [join(__dirname, 'worker-process.js'), configFile], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  await new Promise<void>((resolve, reject) => {
+    p.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    p.on('exit', (code) => reject(new Error(`worker process for ${configFile} exited ${code}`)));
+  });
+  return p;
+}
+
+/** Stop a worker process (SIGTERM: graceful; SIGKILL: a crash) and wait until it is gone. */
+export async function stopWorkerProcess(p: ChildProcess, signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const gone = new Promise((r) => p.once('exit', r));
+  p.kill(signal);
+  await gone;
+}
+
+/** Switch to a new WAL segment and wait until the one holding everything so far is archived. */
+export async function switchWalAndWaitArchived(t: Parameters<typeof query>[0]): Promise<string> {
+  const [{ f }] = await query<{ f: string }>(t, 'SELECT pg_walfile_name(pg_current_wal_lsn()) AS f');
+  await query(t, 'SELECT pg_switch_wal()');
+  await waitFor(`WAL ${f} archived`, async () => {
+    const [s] = await query<{ w: string | null }>(t, 'SELECT last_archived_wal AS w FROM pg_stat_archiver');
+    // Compare segment positions (a timeline history file or a new timeline's names must not confuse it).
+    return s.w !== null && /^[0-9A-F]{24}$/.test(s.w) && s.w.slice(8) >= f.slice(8);
+  });
+  return f;
 }

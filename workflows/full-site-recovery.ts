@@ -1,0 +1,628 @@
+/**
+ * Runbook: FULL-SITE RECOVERY — the database host is gone; rebuild the cluster on a new host from the
+ * repository (the DR plan's "Full Site Recovery", timed against its RTO table). People and automation in one
+ * runbook: manual items wait for a named person, automated steps run on the NEW host's worker (task queue
+ * pgdr-host-<targetHost>, with that host's pgdr.yaml describing where the cluster lives there).
+ *
+ * 1. Approval gate (approvals.fullSiteRecovery: 2 people by default).
+ * 2. People sign off: the old host is fenced off, the new host is provisioned, packages are installed,
+ *    secrets are in place.
+ * 3. pgdr checks the new host itself: its worker answers; `pg_ctl --version`, `pgbackrest version`; the
+ *    pgBackRest configuration has the stanza and the repo; the cipher passphrase works (`info` on the repo
+ *    answers status ok — never printed); the repo is reachable and holds backups; the PostgreSQL major
+ *    version matches the stanza's; the data directory is empty or absent (pgdr never deletes data).
+ * 4. Restore latest (or the target) from the chosen repo; start; wait until promoted; post-restore checks.
+ * 5. Application services (configured commands / HTTP checks, or a person's sign-off); the DNS / traffic
+ *    switch (optional hook command, then a person confirms).
+ * 6. The DR report (timeline, approvers, backup set, point reached, checklists, measured RTO, follow-ups):
+ *    Markdown + SVG Gantt in <stateDir>/audit/dr-reports/ on the new host, in the result, in Slack, and
+ *    `pgdr report <workflowId>`.
+ *
+ * A failed automated step PAUSES the runbook with its error; on-call fixes the host and sends the Update
+ * `retry` (the step runs again) or `abort` (the runbook stops with a report). `pgdr dr retry|abort`.
+ *
+ * Drill mode (`drill: true`): the same runbook into a scratch folder on the target host; no approval, the
+ * production-only items (old host fenced, applications, DNS) are skipped with "drill", and the scratch
+ * cluster is always torn down at the end (non-cancellable).
+ */
+import {
+  ActivityCancellationType,
+  allHandlersFinished,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  defineQuery,
+  defineUpdate,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Duration } from '@temporalio/common';
+import type { Activities } from '../activities';
+import type { FullSiteCheck, FullSitePlan, TargetRecovery } from '../activities/full-site';
+import { durationMs } from '../common/approvals';
+import { formatDuration, measuredRto, renderDrReport, replayReached, renderGanttSvg, type DrApproval, type DrOutcome, type DrPause, type DrReportData } from '../common/dr-report';
+import { fullSiteRecoveryInputSchema } from '../common/inputs';
+import { resolveRestoreTarget, type ResolvedTarget, type RestoreTarget } from '../common/restore-target';
+import { hostTaskQueue, type StanzaInfo } from '../common/types';
+import { approvalAudit, requestApproval } from './approval';
+import { Checklist, type ChecklistItemSpec, type ChecklistSnapshot } from './checklist';
+import { restoreRequestFor } from './restore-steps';
+import { config, NON_RETRYABLE, notify, rootMessage, Runbook, validInput, type StepRecord } from './runbook';
+
+export interface FullSiteRecoveryInput {
+  cluster: string;
+  /** The host to rebuild on: its worker serves pgdr-host-<targetHost> with its own pgdr.yaml. */
+  targetHost: string;
+  /** Repository to restore from (default: the first configured on the target host). */
+  repo?: number;
+  /** Default: latest (everything the archive holds). */
+  target?: RestoreTarget;
+  reason: string;
+  requestedBy: string;
+  /** Rehearse into a scratch folder on the target host; production untouched. */
+  drill?: boolean;
+}
+
+export interface FullSiteRecoveryResult {
+  outcome: DrOutcome;
+  workflowId: string;
+  cluster: string;
+  targetHost: string;
+  drill: boolean;
+  repo?: number;
+  set?: string;
+  target: string;
+  reached?: TargetRecovery;
+  rto: { target: string; targetMs: number; measuredMs?: number; databaseAvailableMs?: number; exceeded?: boolean };
+  steps: StepRecord[];
+  checklists: ChecklistSnapshot[];
+  approvals: ReturnType<typeof approvalAudit>;
+  pauses: DrPause[];
+  report: { markdown: string; svg: string; file?: string; svgFile?: string; host?: string; writeError?: string };
+  error?: string;
+}
+
+export interface ResumeArgs {
+  by: string;
+  note?: string;
+}
+export interface AbortArgs {
+  by: string;
+  reason: string;
+}
+export interface FullSiteState {
+  cluster: string;
+  targetHost: string;
+  drill: boolean;
+  outcome: DrOutcome;
+  paused: DrPause | null;
+}
+
+export const retryUpdate = defineUpdate<DrPause, [ResumeArgs]>('retry');
+export const abortUpdate = defineUpdate<DrPause, [AbortArgs]>('abort');
+export const fullSiteStateQuery = defineQuery<FullSiteState>('fullSiteState');
+export const drReportQuery = defineQuery<string>('drReport');
+
+/** The scratch folder name of a drill run (derived from the workflow id, so that a cleanup finds it). */
+export function fullSiteScratchName(workflowId: string): string {
+  return `pgdr-dr-${workflowId.replace(/^dr-/, '').replace(/[^A-Za-z0-9._-]/g, '-')}`.slice(0, 80);
+}
+
+/** File name (without extension) of a run's report. */
+export function reportBaseName(workflowId: string): string {
+  return workflowId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 150);
+}
+
+/** Target-host activities: checks and short calls, and the restore / start that run for minutes. */
+function onTarget(host: string) {
+  const taskQueue = hostTaskQueue(host);
+  const quick = proxyActivities<Activities>({
+    taskQueue,
+    // No worker on the new host yet: surface that (and pause) instead of waiting silently.
+    scheduleToStartTimeout: '5m',
+    startToCloseTimeout: '5m',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
+  });
+  const report = proxyActivities<Activities>({
+    taskQueue,
+    scheduleToStartTimeout: '30s',
+    startToCloseTimeout: '30s',
+    retry: { maximumAttempts: 2 },
+  });
+  const long = (timeout: string) =>
+    proxyActivities<Activities>({
+      taskQueue,
+      scheduleToStartTimeout: '5m',
+      startToCloseTimeout: timeout as Duration,
+      heartbeatTimeout: '30s',
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+      retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 2, nonRetryableErrorTypes: [...NON_RETRYABLE, 'RecoveryFailed'] },
+    });
+  return { quick, report, long };
+}
+
+class Aborted extends Error {}
+
+const now = () => new Date().toISOString();
+
+export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<FullSiteRecoveryResult> {
+  const req = validInput(fullSiteRecoveryInputSchema, input, 'fullSiteRecovery');
+  const drill = req.drill === true;
+  const wf = workflowInfo().workflowId;
+  const run = wf.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 100);
+  const scratch = fullSiteScratchName(wf);
+  const startedAt = now();
+  const rb = new Runbook(`${drill ? 'DR DRILL (full-site recovery)' : 'FULL-SITE RECOVERY'} of cluster ${req.cluster} onto host ${req.targetHost}`);
+  const target = onTarget(req.targetHost);
+  const requestedTarget = req.target ?? { type: 'latest' as const };
+  const targetText = `${requestedTarget.type}${requestedTarget.value ? ` ${requestedTarget.value}` : ''}${requestedTarget.set ? ` (set ${requestedTarget.set})` : ''}`;
+
+  // ---- state for the report, the queries and the Updates ----
+  let outcome: DrOutcome = 'running';
+  let error: string | undefined;
+  let previousHost: string | undefined;
+  let rto = { target: '2h', targetMs: 2 * 3_600_000 };
+  let pauseTimeout = '24h';
+  let signOffTimeout = '24h';
+  let plan: FullSitePlan | undefined;
+  let resolved: ResolvedTarget | undefined;
+  let info: StanzaInfo | undefined;
+  let reached: TargetRecovery | undefined;
+  let reachedWal: boolean | null = null;
+  let databaseAvailableAt: string | undefined;
+  const notes: string[] = [];
+  const pauses: DrPause[] = [];
+  let paused: DrPause | null = null;
+  let decision: { action: 'retry' | 'abort'; by: string; note?: string } | undefined;
+  const lists: Checklist[] = [];
+
+  const reportData = (): DrReportData => ({
+    workflowId: wf,
+    cluster: req.cluster,
+    targetHost: req.targetHost,
+    previousHost,
+    drill,
+    outcome,
+    requestedBy: req.requestedBy,
+    reason: req.reason,
+    startedAt,
+    endedAt: outcome === 'running' ? undefined : now(),
+    repo: plan ? plan.repo : req.repo ? { index: req.repo } : undefined,
+    set: resolved ? { label: resolved.set.label, type: resolved.set.type, stoppedAt: resolved.set.stoppedAt, size: resolved.set.size } : undefined,
+    target: { requested: targetText, description: resolved?.description },
+    location: reached ? { dataDir: reached.dataDir, port: reached.port, scratch: drill } : undefined,
+    reached: reached
+      ? {
+          recoveryMs: reached.recoveryMs,
+          lastReplayLsn: reached.lastReplayLsn,
+          lastReplayTime: reached.lastReplayTime,
+          timeline: reached.timeline,
+          stoppedAt: reached.stoppedAt,
+          walMax: info?.window?.walMax ?? null,
+          reachedWalMax: reachedWal,
+        }
+      : undefined,
+    steps: rb.steps.map((s) => ({ ...s })),
+    approvals: approvalAudit().map<DrApproval>((a) => ({
+      approvalId: a.approvalId,
+      status: a.status,
+      required: a.required,
+      requestedAt: a.requestedAt,
+      decidedAt: a.decidedAt,
+      votes: a.votes.map((v) => ({ by: v.by, decision: v.decision, via: v.via, at: v.at, comment: v.comment })),
+    })),
+    checklists: lists.map((l) => l.snapshot()),
+    pauses: pauses.map((p) => ({ ...p })),
+    rto,
+    databaseAvailableAt,
+    error,
+    notes,
+  });
+  const markdown = () => renderDrReport(reportData(), { svgFile: `${reportBaseName(wf)}.svg (beside this file)` });
+
+  setHandler(fullSiteStateQuery, () => ({ cluster: req.cluster, targetHost: req.targetHost, drill, outcome, paused }), {
+    description: 'Where the full-site recovery stands: paused (step, error, since) or not, and its outcome',
+  });
+  setHandler(drReportQuery, markdown, { description: 'The DR report (Markdown) as of now' });
+  setHandler(
+    retryUpdate,
+    (a) => {
+      decision = { action: 'retry', by: a.by.trim(), note: a.note?.trim() || undefined };
+      return { ...paused! };
+    },
+    {
+      description: 'Run the failed step again after fixing the host: {"by": "<you>", "note": "what was fixed"}',
+      validator: (a) => {
+        if (!a || typeof a !== 'object' || typeof a.by !== 'string' || !a.by.trim()) throw new Error('"by" is required: who retries');
+        if (!paused) throw new Error('the runbook is not paused: nothing to retry');
+        if (decision) throw new Error(`already decided: ${decision.action} by ${decision.by}`);
+      },
+    },
+  );
+  setHandler(
+    abortUpdate,
+    (a) => {
+      decision = { action: 'abort', by: a.by.trim(), note: a.reason.trim() };
+      return { ...paused! };
+    },
+    {
+      description: 'Stop the paused runbook; it writes the DR report: {"by": "<you>", "reason": "why"}',
+      validator: (a) => {
+        if (!a || typeof a !== 'object' || typeof a.by !== 'string' || !a.by.trim()) throw new Error('"by" is required: who aborts');
+        if (typeof a.reason !== 'string' || !a.reason.trim()) throw new Error('"reason" is required: why the recovery is aborted');
+        if (!paused) throw new Error('the runbook is not paused; abort works on a paused runbook (cancel the workflow to stop it otherwise)');
+        if (decision) throw new Error(`already decided: ${decision.action} by ${decision.by}`);
+      },
+    },
+  );
+
+  const lastStep = () => rb.steps[rb.steps.length - 1];
+  const noteLast = (text: string) => {
+    const s = lastStep();
+    if (s) s.note = text;
+    rb.render();
+  };
+
+  /** Wait for retry / abort after a failed step; throws Aborted on abort (or when nobody decides in time). */
+  async function pauseAfter(step: string, err: unknown, attempt: number): Promise<void> {
+    const p: DrPause = { step, error: err instanceof Error ? rootMessage(err) : String(err), since: now(), attempt };
+    pauses.push(p);
+    paused = p;
+    decision = undefined;
+    const rec: StepRecord = { name: `Paused: "${step}" failed — waiting for retry or abort`, state: 'running', startedAt: p.since };
+    rb.steps.push(rec);
+    rb.section('paused', () =>
+      paused
+        ? [
+            `**PAUSED** — "${paused.step}" failed: ${paused.error.split('\n')[0]}`,
+            `- fix the host, then: \`pgdr dr retry ${wf} --as <you> --note "…"\` (Update \`retry\`)`,
+            `- or stop with a report: \`pgdr dr abort ${wf} --as <you> --reason "…"\` (Update \`abort\`)`,
+          ].join('\n')
+        : '',
+    );
+    await notify({
+      level: 'alert',
+      title: `PAUSED: ${drill ? 'DR drill' : 'full-site recovery'} of ${req.cluster} onto ${req.targetHost} — "${step}" failed`,
+      cluster: req.cluster,
+      runbook: 'fullSiteRecovery',
+      step,
+      error: p.error.slice(0, 1500),
+      text: `Fix the host, then \`pgdr dr retry ${wf} --as <you>\`, or \`pgdr dr abort ${wf} --as <you> --reason "…"\`.`,
+    });
+    const decided = await condition(() => decision !== undefined, pauseTimeout as Duration, { summary: `paused: ${step}` });
+    const made = decision as { action: 'retry' | 'abort'; by: string; note?: string } | undefined; // set by the Updates
+    const d: { action: 'retry' | 'abort' | 'timeout'; by: string; note?: string } = decided && made ? made : { action: 'timeout' as const, by: 'pgdr', note: `nobody decided within ${pauseTimeout}` };
+    p.decidedAt = now();
+    p.decision = d.action;
+    p.by = d.by;
+    p.note = d.note;
+    rec.state = d.action === 'retry' ? 'done' : 'failed';
+    rec.endedAt = p.decidedAt;
+    rec.durationMs = Date.parse(rec.endedAt) - Date.parse(rec.startedAt);
+    rec.note = `${d.action} by ${d.by}${d.note ? `: ${d.note}` : ''}`;
+    paused = null;
+    decision = undefined;
+    rb.render();
+    if (d.action !== 'retry') throw new Aborted(`${d.action === 'timeout' ? 'stopped' : 'aborted'} by ${d.by} at "${step}"${d.note ? `: ${d.note}` : ''} (the step had failed: ${p.error.split('\n')[0]})`);
+  }
+
+  /** A runbook step that pauses on failure instead of failing the run. */
+  async function guarded<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await rb.step(attempt === 1 ? name : `${name} (attempt ${attempt})`, fn);
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        await pauseAfter(name, err, attempt);
+      }
+    }
+  }
+
+  function checklist(name: string, items: ChecklistItemSpec[]): Checklist {
+    const l = new Checklist(name, items).watch(() => rb.render());
+    lists.push(l);
+    rb.section(`list-${lists.length}`, () => l.markdown());
+    return l;
+  }
+
+  /** An automated checklist item as a guarded step: failed → the item shows it and the runbook pauses. */
+  async function autoItem(list: Checklist, id: string, step: string, fn: () => Promise<FullSiteCheck>): Promise<FullSiteCheck> {
+    const item = list.items.find((i) => i.id === id)!;
+    const out = await guarded(step, async () => {
+      item.state = 'running';
+      item.note = undefined;
+      list.changed();
+      let r: FullSiteCheck;
+      try {
+        r = await fn();
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        r = { ok: false, note: err instanceof Error ? rootMessage(err) : String(err) };
+      }
+      item.state = r.ok ? 'passed' : 'failed';
+      item.by = 'pgdr';
+      item.at = now();
+      item.note = r.note;
+      list.changed();
+      if (!r.ok) throw ApplicationFailure.nonRetryable(r.note, 'CheckFailed');
+      return r;
+    });
+    noteLast(out.note);
+    return out;
+  }
+
+  /** Manual items of a list: wait for people (pause when nobody signs in time); note who signed. */
+  async function signOffs(list: Checklist, step: string): Promise<void> {
+    await guarded(step, async () => {
+      const r = await list.run(async () => ({ ok: true, note: '' }), signOffTimeout as Duration);
+      if (!r.complete) {
+        throw ApplicationFailure.nonRetryable(`nobody signed off ${r.waitingFor.map((i) => `"${i.id}"`).join(', ')} within ${signOffTimeout}`, 'SignOffTimeout');
+      }
+    });
+    noteLast(
+      list.items
+        .filter((i) => i.kind === 'manual')
+        .map((i) => `${i.id}: ${i.state}${i.by ? ` by ${i.by}` : ''}${i.note ? ` (${i.note})` : ''}`)
+        .join('; '),
+    );
+  }
+
+  const skipItem = (list: Checklist, id: string, why: string) => {
+    const item = list.items.find((i) => i.id === id);
+    if (!item) return;
+    item.state = 'skipped';
+    item.by = 'pgdr';
+    item.at = now();
+    item.note = why;
+    list.changed();
+  };
+
+  // ================================ the runbook ================================
+  let failure: unknown;
+  let restoreTouched = false;
+  await notify({
+    level: 'info',
+    title: `Started: ${drill ? 'DR drill' : 'FULL-SITE RECOVERY'} of ${req.cluster} onto ${req.targetHost}`,
+    cluster: req.cluster,
+    runbook: 'fullSiteRecovery',
+    text: `Requested by ${req.requestedBy}: ${req.reason}`,
+  });
+  try {
+    const defaults = await rb.step('Look up the cluster and its recovery policy', () => config.fullSiteDefaults({ cluster: req.cluster, repo: req.repo ?? req.target?.repo }));
+    previousHost = defaults.host;
+    rto = { target: defaults.rto, targetMs: durationMs(defaults.rto) };
+    pauseTimeout = defaults.pauseTimeout;
+    signOffTimeout = defaults.signOffTimeout;
+    const repoWanted = req.repo ?? req.target?.repo;
+
+    // 1. Approval gate.
+    if (drill) {
+      rb.skip('Approval', 'drill: nothing in production is touched');
+    } else {
+      const decisionMade = await rb.step('Approval (approvals.fullSiteRecovery)', () =>
+        requestApproval({
+          kind: 'fullSiteRecovery',
+          action: `Rebuild cluster ${req.cluster} on host ${req.targetHost} from ${repoWanted ? `repo${repoWanted}` : 'the first configured repo'} (${targetText}); it becomes the primary`,
+          details: { cluster: req.cluster, targetHost: req.targetHost, previousHost: defaults.host, repo: repoWanted ?? null, target: targetText, mode: 'full-site recovery' },
+          requestedBy: req.requestedBy,
+          reason: req.reason,
+          runbook: rb,
+        }),
+      );
+      noteLast(`approved by ${decisionMade.approvedBy.join(', ')}`);
+    }
+
+    // 2. People: the new host is ready.
+    const prep = checklist('Before the rebuild (people sign off)', [
+      { id: 'old-host-fenced', title: `The old host${defaults.host !== req.targetHost ? ` (${defaults.host})` : ''} is gone or fenced off: it must not come back as a second primary`, kind: 'manual' },
+      { id: 'host-provisioned', title: `Host ${req.targetHost} is provisioned (same OS and disk layout)`, kind: 'manual' },
+      { id: 'packages-installed', title: `PostgreSQL, pgBackRest and the pgdr worker are installed on ${req.targetHost}`, kind: 'manual' },
+      { id: 'secrets-in-place', title: `The pgBackRest configuration and the repository cipher passphrase are in place on ${req.targetHost}`, kind: 'manual' },
+    ]);
+    if (drill) skipItem(prep, 'old-host-fenced', 'drill');
+    await signOffs(prep, 'Sign-offs: the new host is ready');
+
+    // 3. pgdr checks the new host itself, on its own worker.
+    const checks = checklist(`New host ${req.targetHost} (pgdr checks)`, [
+      { id: 'worker', title: `The pgdr worker on ${req.targetHost} answers and knows cluster ${req.cluster}`, kind: 'auto' },
+      { id: 'packages', title: 'PostgreSQL and pgBackRest are installed (pg_ctl --version, pgbackrest version)', kind: 'auto' },
+      { id: 'pgbackrest-config', title: 'The pgBackRest configuration is present and valid for the stanza', kind: 'auto' },
+      { id: 'cipher-passphrase', title: 'The cipher passphrase is available (info on the repo answers ok)', kind: 'auto' },
+      { id: 'repo-reachable', title: 'The repository is reachable and holds backups', kind: 'auto' },
+      { id: 'version-match', title: 'The PostgreSQL major version matches the stanza', kind: 'auto' },
+      { id: 'data-directory', title: drill ? 'The scratch location is free' : 'The data directory is empty or absent; the port is free; there is room', kind: 'auto' },
+    ]);
+    await autoItem(checks, 'worker', `Reach the pgdr worker on ${req.targetHost}`, async () => {
+      plan = await target.quick.fullSitePlan.executeWithOptions({ summary: `read ${req.cluster} from the config of ${req.targetHost}` }, [
+        { cluster: req.cluster, repo: repoWanted, drill, scratch },
+      ]);
+      return {
+        ok: true,
+        note: `${hostTaskQueue(req.targetHost)} answers (${plan.workerHost}); there ${req.cluster} lives in ${plan.dataDir}, port ${plan.port}; restoring from repo${plan.repo.index}${plan.repo.name ? ` (${plan.repo.name})` : ''}`,
+      };
+    });
+    const p = plan!;
+    rto = { target: p.rto, targetMs: durationMs(p.rto) };
+    const repo = p.repo.index;
+    const long = target.long(p.backupTimeout);
+    const pkg = await autoItem(checks, 'packages', 'Check PostgreSQL and pgBackRest on the new host', () => target.quick.checkHostPackages({ cluster: req.cluster }));
+    const pgMajor = (pkg as FullSiteCheck & { pgMajor?: number }).pgMajor;
+    const conf = await autoItem(checks, 'pgbackrest-config', 'Check the pgBackRest configuration', () => target.quick.checkPgBackRestConfig({ cluster: req.cluster, repo }));
+    const encrypted = Boolean((conf as FullSiteCheck & { encrypted?: boolean }).encrypted);
+    await autoItem(checks, 'cipher-passphrase', `Check the cipher passphrase of repo${repo}`, () => target.quick.checkCipherPassphrase({ cluster: req.cluster, repo, encrypted }));
+    await autoItem(checks, 'repo-reachable', `Check that repo${repo} is reachable`, () => target.quick.checkRepoReachable({ cluster: req.cluster, repo }));
+    await autoItem(checks, 'version-match', 'Check the PostgreSQL major version against the stanza', () =>
+      target.quick.checkMajorVersion({ cluster: req.cluster, repo, pgMajor: pgMajor ?? 0 }),
+    );
+    info = await guarded(`Read the backup sets in repo${repo}`, () => target.quick.readStanzaInfo({ cluster: req.cluster, repo }));
+    resolved = await rb.step('Check the recovery target', async () => {
+      const r = resolveRestoreTarget({ ...requestedTarget, repo }, info!, now());
+      if (!r.ok) throw ApplicationFailure.nonRetryable(r.message, 'BadInput');
+      return r.target;
+    });
+    noteLast(resolved.description);
+    rb.section('target', () => `Restoring **${resolved!.description}** onto ${req.targetHost}${drill ? ' (drill: scratch folder)' : ` into ${p.dataDir}`}`);
+    await autoItem(checks, 'data-directory', drill ? 'Check the scratch location' : `Check that ${p.dataDir} is empty or absent`, () =>
+      target.quick.checkTargetLocation({ cluster: req.cluster, run, drill, scratch, needBytes: resolved!.set.size }),
+    );
+
+    // 4. Restore, start, wait until promoted, check.
+    restoreTouched = true;
+    const request = restoreRequestFor(req.cluster, resolved);
+    await guarded(`Restore ${resolved.description}`, () =>
+      long.restoreOnTarget.executeWithOptions({ summary: `pgbackrest restore ${resolved!.description} on ${req.targetHost}` }, [
+        { cluster: req.cluster, run, drill, scratch, request: { set: request.set, repo: request.repo, target: request.target } },
+      ]),
+    );
+    reached = await guarded(`Start PostgreSQL on ${req.targetHost} and wait until it is promoted`, () =>
+      long.startOnTarget({ cluster: req.cluster, drill, scratch }),
+    );
+    noteLast(`port ${reached.port}; ${reached.stoppedAt ?? 'end of the archived WAL'}; timeline ${reached.timeline}`);
+
+    const post = checklist('After the restore (pgdr checks)', [
+      { id: 'connectivity', title: 'Database connectivity: SELECT 1', kind: 'auto' },
+      ...(p.expectTables ? [{ id: 'table-counts', title: 'Table counts match expectations (restore.expectTables)', kind: 'auto' as const }] : []),
+      ...(p.migrationsTable ? [{ id: 'migrations', title: `Recent migrations are present (${p.migrationsTable})`, kind: 'auto' as const }] : []),
+      {
+        id: 'point-reached',
+        title: resolved.type === 'latest' ? 'Recovered up to the newest archived WAL' : 'Recovery stopped at the requested target',
+        kind: 'auto',
+      },
+    ]);
+    const at = { port: reached.port, socketDir: reached.socketDir, dataDir: reached.dataDir };
+    for (const item of post.items) {
+      if (item.id === 'point-reached') {
+        await autoItem(post, item.id, item.title, async () => {
+          const r = reached!;
+          if (resolved!.type === 'latest') {
+            reachedWal = replayReached(r.lastReplayLsn, info!.window?.walMax);
+            return {
+              ok: reachedWal !== false,
+              note: `last replayed WAL position ${r.lastReplayLsn ?? '?'}; newest archived segment ${info!.window?.walMax ?? '?'}${reachedWal === null ? ' (not comparable)' : ''}`,
+            };
+          }
+          if (resolved!.type === 'immediate') return { ok: true, note: 'end of the backup (immediate)' };
+          return { ok: Boolean(r.stoppedAt), note: r.stoppedAt ?? 'PostgreSQL logged no "recovery stopping" line' };
+        });
+      } else {
+        await autoItem(post, item.id, `Post-restore check: ${item.title}`, () => target.quick.postRestoreCheck({ cluster: req.cluster, item: item.id, at: drill ? at : undefined }));
+      }
+    }
+    databaseAvailableAt = now();
+
+    // 5. Application services, then the DNS / traffic switch.
+    const apps = checklist(
+      'Application services',
+      p.applications.length
+        ? p.applications.map((a) => ({ id: a.id, title: a.title, kind: 'auto' as const, optional: a.optional }))
+        : [{ id: 'app-health', title: `Application services are restarted against ${req.targetHost} and healthy`, kind: 'manual' as const }],
+    );
+    if (drill) {
+      for (const i of apps.items) skipItem(apps, i.id, 'drill');
+      rb.skip('Application services', 'drill: production applications are not touched');
+    } else if (p.applications.length) {
+      for (const a of p.applications) {
+        await autoItem(apps, a.id, `Application: ${a.title}`, () => target.quick.runConfiguredCheck({ cluster: req.cluster, item: a.id }));
+      }
+    } else {
+      await signOffs(apps, 'Sign-off: application services restarted and healthy');
+    }
+
+    const traffic = checklist('DNS / traffic', [
+      ...(p.dnsSwitchHook ? [{ id: 'dns-hook', title: `DNS / traffic switch hook: ${p.dnsSwitchHook}`, kind: 'auto' as const }] : []),
+      { id: 'dns-switched', title: `DNS / traffic points to ${req.targetHost} (clients reach the new primary)`, kind: 'manual' },
+    ]);
+    if (drill) {
+      for (const i of traffic.items) skipItem(traffic, i.id, 'drill');
+      rb.skip('DNS / traffic switch', 'drill: production DNS is not touched');
+    } else {
+      if (p.dnsSwitchHook) {
+        await autoItem(traffic, 'dns-hook', 'Run the DNS / traffic switch hook', () => target.quick.runDnsSwitchHook({ cluster: req.cluster, targetHost: req.targetHost, workflowId: wf }));
+      }
+      await signOffs(traffic, 'Sign-off: DNS / traffic switched');
+    }
+    outcome = drill ? 'drill-passed' : 'recovered';
+  } catch (err) {
+    failure = err;
+    outcome = err instanceof Aborted || isCancellation(err) ? 'aborted' : 'failed';
+    error = isCancellation(err) ? 'the workflow was cancelled' : err instanceof Error ? rootMessage(err) : String(err);
+  }
+
+  // 6. Drill teardown (always), the report (always). Not cancellable: the last word must be written.
+  const result = await CancellationScope.nonCancellable(async (): Promise<FullSiteRecoveryResult> => {
+    if (drill && plan && restoreTouched) {
+      try {
+        const r = await rb.step('Tear down the scratch cluster', () => target.long('10m').removeFullSiteScratch({ cluster: req.cluster, scratch }));
+        noteLast(`${r.dir} ${r.existed ? 'stopped and deleted' : 'was already gone'}`);
+      } catch (err) {
+        notes.push(`The drill's scratch copy on ${req.targetHost} could not be removed (${err instanceof Error ? rootMessage(err) : String(err)}): pgdr dr full-site cleanup is manual — stop it and delete ${plan.scratch?.dir}.`);
+      }
+    }
+    const data = reportData();
+    const svg = renderGanttSvg(data);
+    let md = markdown();
+    const report: FullSiteRecoveryResult['report'] = { markdown: md, svg };
+    try {
+      const w = await rb.step('Write the DR report', async () => {
+        try {
+          return await target.report.writeDrReport({ workflowId: wf, markdown: md, svg });
+        } catch {
+          // The target host's worker does not answer: keep the report where the workflow runs.
+          return await config.writeDrReport({ workflowId: wf, markdown: md, svg });
+        }
+      });
+      noteLast(`${w.file} on ${w.host}`);
+      Object.assign(report, w);
+    } catch (err) {
+      report.writeError = err instanceof Error ? rootMessage(err) : String(err);
+    }
+    // The final markdown includes the report step itself.
+    md = markdown();
+    report.markdown = md;
+    const m = measuredRto(reportData());
+    await notify({
+      level: outcome === 'recovered' || outcome === 'drill-passed' ? 'success' : 'alert',
+      title: `${outcome === 'recovered' ? 'RECOVERED' : outcome === 'drill-passed' ? 'DR drill passed' : outcome === 'aborted' ? 'ABORTED' : 'FAILED'}: ${drill ? 'DR drill' : 'full-site recovery'} of ${req.cluster} onto ${req.targetHost}`,
+      cluster: req.cluster,
+      runbook: 'fullSiteRecovery',
+      fields: {
+        'Measured RTO': `${m.measuredMs !== undefined ? formatDuration(m.measuredMs) : '—'} (target ${rto.target}${m.exceeded ? ', EXCEEDED' : ''})`,
+        ...(report.file ? { Report: `${report.file} on ${report.host}` } : {}),
+      },
+      text: md.slice(0, 2800),
+      error,
+    });
+    return {
+      outcome,
+      workflowId: wf,
+      cluster: req.cluster,
+      targetHost: req.targetHost,
+      drill,
+      repo: plan?.repo.index,
+      set: resolved?.set.label,
+      target: resolved?.description ?? targetText,
+      reached,
+      rto: { ...rto, measuredMs: m.measuredMs, databaseAvailableMs: m.databaseMs, exceeded: m.exceeded },
+      steps: rb.steps.map((s) => ({ ...s })),
+      checklists: lists.map((l) => l.snapshot()),
+      approvals: approvalAudit(),
+      pauses: pauses.map((x) => ({ ...x })),
+      report,
+      error,
+    };
+  });
+
+  await condition(allHandlersFinished);
+  if (failure !== undefined) {
+    if (isCancellation(failure)) throw failure;
+    throw ApplicationFailure.create({
+      type: outcome === 'aborted' ? 'FullSiteRecoveryAborted' : 'FullSiteRecoveryFailed',
+      message: `${drill ? 'DR drill' : 'full-site recovery'} of ${req.cluster} onto ${req.targetHost} ${outcome}: ${error}${result.report.file ? ` — report: ${result.report.file} on ${result.report.host}` : ''}`,
+      nonRetryable: true,
+      details: [result],
+    });
+  }
+  return result;
+}
