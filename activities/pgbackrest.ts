@@ -9,7 +9,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { readFileSync } from 'node:fs';
 import type { ClusterConfig } from '../common/config';
-import type { BackupSet, BackupType, RecoverableWindow, StanzaInfo } from '../common/types';
+import { timelineOf, type BackupSet, type BackupType, type RecoverableWindow, type StanzaInfo, type TimelineSwitch } from '../common/types';
 import { run, type RunResult } from './process';
 
 export const PGBACKREST_BIN = process.env.PGDR_PGBACKREST_BIN ?? 'pgbackrest';
@@ -102,6 +102,8 @@ export function secretEnv(cluster: ClusterConfig): Record<string, string> {
 export interface PgBackRestCall {
   /** Options placed before the command, without the leading "--" handled by the caller. */
   options?: string[];
+  /** Parameters after the command (e.g. the file of repo-get). */
+  params?: string[];
   /** Extra environment (e.g. PGBACKREST_* overrides). */
   env?: Record<string, string>;
   /** Console log level (default warn; "detail" gives per-file progress). */
@@ -122,6 +124,7 @@ export async function pgbackrest(cluster: ClusterConfig, command: string, call: 
     '--log-level-stderr=error',
     ...(call.options ?? []),
     command,
+    ...(call.params ?? []),
   ];
   const res = await run(PGBACKREST_BIN, args, {
     user: cluster.osUser,
@@ -235,6 +238,7 @@ export async function stanzaInfo(cluster: ClusterConfig, opts: { repo?: number; 
   const raw = parseInfoJson(res.stdout).find((s) => s.name === cluster.stanza);
   if (!raw) throw ApplicationFailure.nonRetryable(`pgbackrest info returned nothing for stanza "${cluster.stanza}"`, FAILURE.rejected);
   const info = toStanzaInfo(raw, opts.lastArchivedAt);
+  info.timeline = await timelineHistory(cluster, info, opts.repo);
   // 0 ok, 2 no valid backups, 4 different across repos (e.g. only repo1 has a backup yet): a readable stanza.
   // 1/3 missing stanza, 5 database mismatch, 99 other (e.g. a wrong cipher passphrase) are not.
   if (![0, 2, 4].includes(info.status.code)) {
@@ -246,4 +250,29 @@ export async function stanzaInfo(cluster: ClusterConfig, opts: { repo?: number; 
     );
   }
   return info;
+}
+
+/** Parse a timeline history file: "parentTLI<TAB>switchpoint<TAB>reason" per line. */
+export function parseTimelineHistory(text: string): TimelineSwitch[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => /^\d+$/.test(f[0] ?? '') && /^[0-9A-F]+\/[0-9A-F]+$/i.test(f[1] ?? ''))
+    .map((f) => ({ parent: Number(f[0]), switchLsn: f[1].toUpperCase() }));
+}
+
+/**
+ * The newest timeline in the archive and its history (read with `repo-get`, which decrypts). After a
+ * point-in-time recovery the old timeline goes on past the branch point, and backups taken there cannot
+ * reach the new timeline: restore target checks need this to choose a backup set PostgreSQL can use.
+ */
+export async function timelineHistory(cluster: ClusterConfig, info: StanzaInfo, repo?: number): Promise<StanzaInfo['timeline']> {
+  const tlis = [...info.archive.map((a) => timelineOf(a.max)), ...info.sets.map((s) => timelineOf(s.walStart))].filter((t): t is number => t !== null);
+  if (!tlis.length) return undefined;
+  const current = Math.max(...tlis);
+  if (current === 1) return { current, history: [] };
+  const archiveId = info.archive[info.archive.length - 1]?.id;
+  const file = `archive/${cluster.stanza}/${archiveId}/${current.toString(16).toUpperCase().padStart(8, '0')}.history`;
+  const res = await pgbackrest(cluster, 'repo-get', { options: repo ? [`--repo=${repo}`] : [], params: [file], allowFailure: true });
+  return { current, history: res.exitCode === 0 ? parseTimelineHistory(res.stdout) : [] };
 }

@@ -9,7 +9,7 @@
  *   target older than it fails at PostgreSQL start;
  * - an explicit `--set` with a time before that set's stop is silently wrong.
  */
-import { ANNOTATION, lsnToBigInt, type BackupSet, type StanzaInfo } from './types';
+import { ANNOTATION, lsnToBigInt, timelineOf, type BackupSet, type StanzaInfo } from './types';
 
 export type RestoreTargetType = 'latest' | 'time' | 'name' | 'lsn' | 'xid' | 'immediate';
 
@@ -86,6 +86,24 @@ export function walSegmentEnd(walFile: string): bigint {
 
 const byStop = (a: BackupSet, b: BackupSet) => a.stoppedAt.localeCompare(b.stoppedAt);
 
+/**
+ * Why a backup set cannot reach the newest timeline, or undefined when it can. After a point-in-time
+ * recovery the old timeline goes on past the branch point; a backup taken there is not in the new
+ * timeline's history, and PostgreSQL cannot recover from it to a target on the new timeline.
+ */
+export function offTimeline(set: BackupSet, timeline: StanzaInfo['timeline']): string | undefined {
+  const tli = timelineOf(set.walStart);
+  if (!timeline || tli === null || tli === timeline.current) return undefined;
+  const left = timeline.history.find((h) => h.parent === tli);
+  if (!left) {
+    return timeline.history.length ? `backup set ${set.label} is on timeline ${tli}, which is not an ancestor of the current timeline ${timeline.current}` : undefined;
+  }
+  if (set.lsnStop && lsnToBigInt(set.lsnStop) > lsnToBigInt(left.switchLsn)) {
+    return `backup set ${set.label} was taken on timeline ${tli} after it branched off to the current timeline ${timeline.current} at LSN ${left.switchLsn}`;
+  }
+  return undefined;
+}
+
 function windowText(info: StanzaInfo): string {
   return info.window ? `${pgTime(info.window.from)} → ${pgTime(info.window.to)}` : 'empty (no backups)';
 }
@@ -96,12 +114,18 @@ function windowText(info: StanzaInfo): string {
  */
 export function resolveRestoreTarget(t: RestoreTarget, info: StanzaInfo, nowIso: string): TargetCheck {
   const fail = (message: string): TargetCheck => ({ ok: false, message });
-  const sets = info.sets.filter((s) => !s.error && (t.repo === undefined || s.repo === t.repo)).sort(byStop);
+  const inRepo = info.sets.filter((s) => !s.error && (t.repo === undefined || s.repo === t.repo)).sort(byStop);
+  // Recovery follows the newest timeline unless told otherwise (an immediate target stays on the set's own
+  // timeline): then only sets in the newest timeline's history can reach the target.
+  const followsNewest = (t.timeline === undefined || t.timeline === 'latest') && t.type !== 'immediate';
+  const sets = followsNewest ? inRepo.filter((s) => !offTimeline(s, info.timeline)) : inRepo;
   if (!sets.length) return fail(`stanza ${info.stanza} has no usable backup set${t.repo ? ` in repo${t.repo}` : ''}: nothing can be restored`);
   let explicit: BackupSet | undefined;
   if (t.set) {
-    explicit = sets.find((s) => s.label === t.set);
-    if (!explicit) return fail(`backup set ${t.set} does not exist in stanza ${info.stanza}${t.repo ? ` repo${t.repo}` : ''}; sets: ${sets.map((s) => s.label).join(', ')}`);
+    explicit = inRepo.find((s) => s.label === t.set);
+    if (!explicit) return fail(`backup set ${t.set} does not exist in stanza ${info.stanza}${t.repo ? ` repo${t.repo}` : ''}; sets: ${inRepo.map((s) => s.label).join(', ')}`);
+    const off = followsNewest ? offTimeline(explicit, info.timeline) : undefined;
+    if (off) return fail(`${off}; it cannot reach a target there — use one of ${sets.map((s) => s.label).join(', ')}, or leave set out`);
   }
   if (t.timeline !== undefined && !/^(current|latest|\d+)$/.test(t.timeline)) return fail(`timeline must be "current", "latest" or a number, not "${t.timeline}"`);
   const latest = sets[sets.length - 1];

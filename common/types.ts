@@ -59,6 +59,12 @@ export interface RecoverableWindow {
   walMax: string | null;
 }
 
+/** One line of a timeline history file: timeline `parent` was left at LSN `switchLsn` for the next one. */
+export interface TimelineSwitch {
+  parent: number;
+  switchLsn: string;
+}
+
 export interface StanzaInfo {
   stanza: string;
   /** pgBackRest status: 0 ok, 1 missing stanza path, 2 no valid backups, … 99 other. */
@@ -68,6 +74,8 @@ export interface StanzaInfo {
   sets: BackupSet[];
   archive: { id: string; min: string | null; max: string | null }[];
   window: RecoverableWindow | null;
+  /** The newest timeline in the archive and its history (how it branched off its ancestors). */
+  timeline?: { current: number; history: TimelineSwitch[] };
 }
 
 export interface SetupStanzaInput {
@@ -143,4 +151,9 @@ export const ANNOTATION_KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export function lsnToBigInt(lsn: string): bigint {
   const [hi, lo] = lsn.split('/');
   return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+}
+
+/** The timeline of a WAL segment name (its first 8 hex digits). */
+export function timelineOf(walFile: string | null): number | null {
+  return walFile && /^[0-9A-F]{8}/.test(walFile) ? parseInt(walFile.slice(0, 8), 16) : null;
 }

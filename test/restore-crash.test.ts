@@ -30,7 +30,8 @@ before(async () => {
   await h.execute('setupStanza', { cluster: 'main' });
   await sql(main, 'CREATE DATABASE app');
   // Enough data that the restore lasts long enough to be interrupted.
-  await sql(main, "CREATE TABLE orders AS SELECT g AS id, md5(g::text) || md5((g * 3)::text) AS note FROM generate_series(1, 1200000) g; VACUUM FREEZE orders", [], 'app');
+  await sql(main, 'CREATE TABLE orders AS SELECT g AS id, md5(g::text) || md5((g * 3)::text) AS note FROM generate_series(1, 1200000) g', [], 'app');
+  await sql(main, 'VACUUM FREEZE orders', [], 'app');
   await h.execute('backup', { cluster: 'main', type: 'full' });
 });
 after(async () => {

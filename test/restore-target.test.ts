@@ -1,6 +1,7 @@
 /** Restore target validation: every refusal happens before anything is touched, with the valid window. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { parseTimelineHistory } from '../activities/pgbackrest';
 import { parseTargetTime, resolveRestoreTarget, walSegmentEnd, type RestoreTarget } from '../common/restore-target';
 import type { BackupSet, StanzaInfo } from '../common/types';
 
@@ -109,5 +110,26 @@ describe('restore targets', () => {
     refused({ type: 'latest', repo: 2 }, /no usable backup set in repo2/);
     refused({ type: 'latest', timeline: 'newest' }, /timeline must be/);
     refused({ type: 'bogus' as never }, /target type must be one of/);
+  });
+  test('after a point-in-time recovery, sets taken on the old timeline past the branch point are not used', () => {
+    const branched: StanzaInfo = {
+      ...info,
+      sets: [
+        ...info.sets,
+        // A safety backup on timeline 1 after the branch point 0/8000200 of timeline 2…
+        { ...set('20250115-120000F_20250115-130000I', 'incr', '2025-01-15T13:00:00.000Z', '0/9000100'), walStart: '000000010000000000000009' },
+      ],
+      timeline: { current: 2, history: [{ parent: 1, switchLsn: '0/8000200' }] },
+    };
+    const r = resolveRestoreTarget({ type: 'time', value: '2025-01-15 14:00:00+00' }, branched, NOW);
+    assert.ok(r.ok);
+    assert.equal(r.target.set.label, '20250115-120000F', 'the newest set in timeline 2\'s history');
+    const explicit = resolveRestoreTarget({ type: 'time', value: '2025-01-15 14:00:00+00', set: '20250115-120000F_20250115-130000I' }, branched, NOW);
+    assert.equal(explicit.ok, false);
+    assert.match((explicit as { message: string }).message, /taken on timeline 1 after it branched off to the current timeline 2 at LSN 0\/8000200/);
+    assert.equal((resolveRestoreTarget({ type: 'latest' }, branched, NOW) as { target: { set: BackupSet } }).target.set.label, '20250115-120000F');
+    // An immediate restore of that set stays on its own timeline: allowed.
+    assert.ok(resolveRestoreTarget({ type: 'immediate', set: '20250115-120000F_20250115-130000I' }, branched, NOW).ok);
+    assert.deepEqual(parseTimelineHistory('1\t0/1734FCC8\tbefore 2026-11-21 20:32:03.247323+00\n\n'), [{ parent: 1, switchLsn: '0/1734FCC8' }]);
   });
 });

@@ -58,7 +58,8 @@ export async function runDev(): Promise<void> {
         clusters: [
           {
             ...demo.configEntry,
-            drill: { tables: ['customers', 'orders'] },
+            drill: { tables: ['customers', 'orders'], migrationsTable: '_prisma_migrations', amcheck: true },
+            restore: { expectTables: { customers: 100, orders: 1 } },
             // Fast demo intervals so that the schedules visibly run (production defaults: see common/config.ts).
             schedules: { diff: { every: '1h', jitter: '1m' }, incr: { every: '10m', jitter: '30s' }, freshness: { every: '1m' }, archiveHealth: { every: '1m' } },
           },
@@ -66,7 +67,16 @@ export async function runDev(): Promise<void> {
         temporalAddress: temporal.address,
         uiUrl: temporal.uiUrl,
         stateDir: '.',
-        extra: { worker: { applySchedules: true, metricsPort: env('PGDR_METRICS_PORT', 9187), metricsTextfile: 'metrics/pgdr.prom' } },
+        extra: {
+          worker: { applySchedules: true, metricsPort: env('PGDR_METRICS_PORT', 9187), metricsTextfile: 'metrics/pgdr.prom' },
+          // Made-up people so that the destructive runbooks can be tried at once: approve with --as alice.
+          approvals: {
+            restoreInPlace: { approvers: ['alice', 'bob'] },
+            cleanup: { approvers: ['alice', 'bob'] },
+            expire: { approvers: ['alice', 'bob'] },
+            fullSiteRecovery: { approvers: ['alice', 'bob', 'carol'], required: 2 },
+          },
+        },
       }),
     );
     const config = loadConfig(configFile);
@@ -115,6 +125,11 @@ Try, in another terminal:
        ${bin} info --cluster demo
   4. Schedules (backups, health checks) run by themselves: ${bin} schedules list
      Health now: ${bin} health --cluster demo    Metrics: curl http://127.0.0.1:${config.worker.metricsPort}/metrics
+  5. Prove the backups restore: ${bin} drill --cluster demo
+  6. Restore: ${bin} restore --cluster demo --new-cluster copy --latest      (non-destructive)
+              ${bin} restore --cluster demo --in-place --time "<just before a DELETE>" --reason "…"
+     approve as one of the demo approvers: ${bin} approve <workflowId> --as alice
+  7. Rehearse losing the host: ${bin} dr full-site --cluster demo --host demo --drill
 
 Ctrl-C stops everything.`);
     await running;
