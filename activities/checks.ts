@@ -2,7 +2,9 @@
  * Automated items of the restore checklists (the DR plan's "Restore Checklist"), the restore settings a
  * runbook needs from the config, and the restore report appended to the audit log.
  */
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { encodeButtonValue, SLACK_ACTION } from '../common/approvals';
+import { log } from '../common/log';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChecklistItemConfig } from '../common/config';
@@ -10,6 +12,7 @@ import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, lastLines } from './pgbackrest';
 import { query, type PgTarget } from './postgres';
 import { run } from './process';
+import { slackTarget, workflowUrl } from './slack';
 
 /** "schema.table" → "\"schema\".\"table\"" */
 export function quoteIdent(name: string): string {
@@ -146,6 +149,37 @@ export function checkActivities({ config }: ActivityDeps) {
       const item = [...c.restore.postChecklist.add, ...c.restore.preChecklist.add, ...c.applications].find((i) => i.id === input.item);
       if (!item) throw ApplicationFailure.nonRetryable(`no configured check "${input.item}" for cluster ${c.name}`, FAILURE.badInput);
       return externalCheck(item, c.osUser);
+    },
+
+    /**
+     * Ask in Slack for the sign-off of manual checklist items: one "Sign off" button per item, bound to the
+     * workflow and the item (the click comes back through `pgdr slack-server`). No Slack: nothing to do.
+     * Never fails the runbook: the CLI and the UI can always sign off.
+     */
+    async postSignOffRequest(input: { checklist: string; title: string; items: { id: string; title: string; optional?: boolean }[] }): Promise<{ posted: boolean }> {
+      const slack = slackTarget(config);
+      if (!slack) return { posted: false };
+      const workflowId = Context.current().info.workflowExecution?.workflowId ?? '';
+      const url = workflowUrl(config, workflowId);
+      const text = `:clipboard: Sign-off needed — ${input.checklist} of ${input.title}: ${input.items.map((i) => i.title).join('; ')}`;
+      try {
+        await slack.client.chat.postMessage({
+          channel: slack.channel,
+          text,
+          blocks: [
+            { type: 'section', text: { type: 'mrkdwn', text: `:clipboard: *Sign-off needed* — ${input.checklist} of *${input.title}* (<${url}|workflow>)` } },
+            ...input.items.map((i) => ({
+              type: 'section',
+              text: { type: 'mrkdwn', text: `${i.title}${i.optional ? ' _(optional)_' : ''}\n\`pgdr check ${workflowId} ${i.id}\`` },
+              accessory: { type: 'button', action_id: SLACK_ACTION.check, text: { type: 'plain_text', text: 'Sign off' }, value: encodeButtonValue({ w: workflowId, a: i.id }) },
+            })),
+          ],
+        });
+        return { posted: true };
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'slack: could not ask for sign-offs; the CLI and the UI still work');
+        return { posted: false };
+      }
     },
 
     /** Append a runbook report (JSON line) to the audit log on this host; returns the file. */

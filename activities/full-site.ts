@@ -27,6 +27,7 @@ import {
   restoredTarget,
   scratchLayout,
   startAndAwaitPromotion,
+  type RecoveryReport,
   scratchRoot,
   writeInstanceOverrides,
   type RestoreOutcome,
@@ -64,18 +65,8 @@ export interface FullSitePlan {
   scratch?: ScratchLayout;
 }
 
-export interface TargetRecovery {
-  dataDir: string;
-  port: number;
-  socketDir: string;
-  logFile: string;
-  recoveryMs: number;
-  stoppedAt: string | null;
-  consistentAt: string | null;
-  lastReplayLsn: string | null;
-  lastReplayTime: string | null;
-  timeline: number | null;
-}
+/** Where the recovered cluster runs and how its recovery went. */
+export type TargetRecovery = RecoveryReport & { dataDir: string };
 
 const CLAIM_PREFIX = '.pgdr-full-site-';
 

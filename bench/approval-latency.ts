@@ -4,15 +4,12 @@
  * server, in-process worker, `pgdr slack-server`'s handler, the Slack Web API faked locally.
  * Prints p50/p90/p99/max; never passes or fails on time. PGDR_BENCH_APPROVALS sets the count (default 300).
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
-import { loadConfig } from '../common/config';
 import type { ApprovalStateAnswer, ApprovalView } from '../common/approvals';
 import { encodeButtonValue } from '../common/approvals';
-import { configYaml } from '../worker/local-cluster';
 import { slackSignature, startSlackServer, type ClickOutcome } from '../client/slack-server';
 import { Harness, waitFor } from '../test/helpers/harness';
+import { runBench } from './helpers/cluster';
 import { SlackFake } from '../test/helpers/slack-fake';
 
 const TOTAL = Number(process.env.PGDR_BENCH_APPROVALS ?? 300);
@@ -31,21 +28,10 @@ async function main(): Promise<void> {
     await h.startTemporal();
     const apiUrl = await slack.start();
     process.env.PGDR_BENCH_SLACK_TOKEN = 'xoxb-bench';
-    h.configFile = join(h.root, 'pgdr.yaml');
-    writeFileSync(
-      h.configFile,
-      configYaml({
-        clusters: [{ name: 'main', host: 'nohost', stanza: 'main', pgbackrestConfig: '/nonexistent/pgbackrest.conf', dataDir: '/nonexistent/data', port: 5432, socketDir: '/tmp' }],
-        temporalAddress: h.env.connection.options.address,
-        taskQueue: 'pgdr-bench-approval',
-        extra: {
-          worker: { metricsPort: 0 },
-          slack: { channel: 'C0BENCH', tokenEnv: 'PGDR_BENCH_SLACK_TOKEN', signingSecretEnv: 'PGDR_BENCH_SLACK_SECRET', apiUrl },
-          approvals: { demo: { approvers: ['U0ALICE'], required: 1, expiresIn: '30m', remindEvery: '30m' } },
-        },
-      }),
-    );
-    h.config = loadConfig(h.configFile);
+    h.writeConfig({
+      slack: { channel: 'C0BENCH', tokenEnv: 'PGDR_BENCH_SLACK_TOKEN', signingSecretEnv: 'PGDR_BENCH_SLACK_SECRET', apiUrl },
+      approvals: { demo: { approvers: ['U0ALICE'], required: 1, expiresIn: '30m', remindEvery: '30m' } },
+    });
     await h.startWorker({ hosts: [] });
     const outcomes = new Map<string, ClickOutcome>();
     const srv = await startSlackServer({ config: h.config, client: h.client, signingSecret: SECRET, port: 0, onOutcome: (o) => outcomes.set(o.click.workflowId, o) });
@@ -114,7 +100,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`bench approval-latency failed: ${(err as Error).stack ?? err}\n`);
-  process.exitCode = 1;
-});
+runBench(main);

@@ -6,11 +6,8 @@
 import { run } from '../activities/process';
 import type { BackupResult } from '../common/types';
 import { Harness } from '../test/helpers/harness';
-import { PG_BIN_DIR } from '../worker/local-cluster';
+import { loadPgbench, median, RUNS, runBench, SCALE } from './helpers/cluster';
 
-const RUNS = Number(process.env.PGDR_BENCH_RUNS ?? 4);
-const SCALE = Number(process.env.PGDR_BENCH_SCALE ?? 60);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
   const h = new Harness('bench-backup');
@@ -20,10 +17,7 @@ async function main() {
     h.writeConfig();
     await h.startWorker();
     await h.execute('setupStanza', { cluster: 'bench' });
-    const t0 = Date.now();
-    const init = await run(`${PG_BIN_DIR}/pgbench`, ['-i', '-q', '-s', String(SCALE), '-h', c.socketDir, '-p', String(c.port), '-U', 'postgres', 'postgres'], { user: c.osUser });
-    if (init.exitCode !== 0) throw new Error(init.stderr);
-    console.log(`pgbench -i -s ${SCALE}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    await loadPgbench(c);
 
     const bare: number[] = [];
     const pgdr: number[] = [];
@@ -53,10 +47,4 @@ async function main() {
   }
 }
 
-void main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -11,14 +11,9 @@ import { join } from 'node:path';
 import { run } from '../activities/process';
 import type { DrillResult } from '../common/drill';
 import { makeOwnedDir, PG_BIN_DIR } from '../worker/local-cluster';
-import { freePort, Harness, sql } from '../test/helpers/harness';
+import { freePort, Harness } from '../test/helpers/harness';
+import { loadPgbench, median, RUNS, runBench } from './helpers/cluster';
 
-const RUNS = Number(process.env.PGDR_BENCH_RUNS ?? 3);
-const SCALE = Number(process.env.PGDR_BENCH_SCALE ?? 60);
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 async function main() {
   const h = new Harness('bench-drill');
@@ -27,12 +22,8 @@ async function main() {
     const c = await h.addCluster({ name: 'bench' });
     h.writeConfig({}, { bench: { drill: { scratchDir: join(h.root, 'scratch') }, backup: { processMax: 2 } } });
     await h.startWorker();
+    await loadPgbench(c);
     let t = Date.now();
-    const init = await run(join(PG_BIN_DIR, 'pgbench'), ['-i', '-s', String(SCALE), '-q', '-h', c.socketDir, '-p', String(c.port), '-U', 'postgres', 'postgres'], { user: c.osUser });
-    if (init.exitCode !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
-    const [{ size }] = await sql<{ size: string }>(c, 'SELECT pg_size_pretty(pg_database_size(current_database())) AS size');
-    console.log(`cluster: pgbench -i -s ${SCALE}, database ${size} (${((Date.now() - t) / 1000).toFixed(0)} s)`);
-    t = Date.now();
     await h.execute('setupStanza', { cluster: 'bench' });
     await h.execute('backup', { cluster: 'bench', type: 'full' });
     console.log(`full backup taken (${((Date.now() - t) / 1000).toFixed(0)} s)`);
@@ -68,7 +59,4 @@ async function main() {
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exitCode = 1;
-});
+runBench(main);

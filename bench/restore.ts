@@ -11,12 +11,10 @@ import { run } from '../activities/process';
 import type { RunbookState } from '../workflows/runbook';
 import { Harness, switchWalAndWaitArchived, waitFor } from '../test/helpers/harness';
 import { voteWhenAsked } from '../test/helpers/people';
-import { PG_BIN_DIR, type LocalCluster } from '../worker/local-cluster';
+import type { LocalCluster } from '../worker/local-cluster';
+import { loadPgbench, median, RUNS, runBench, SCALE } from './helpers/cluster';
 
-const RUNS = Number(process.env.PGDR_BENCH_RUNS ?? 3);
-const SCALE = Number(process.env.PGDR_BENCH_SCALE ?? 60);
 const PROCESS_MAX = 2;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Delete the directories earlier runs moved aside (the benchmark's own cluster: nothing to keep). */
 function dropKeptDirectories(c: LocalCluster) {
@@ -63,9 +61,7 @@ async function main() {
     );
     await h.startWorker();
     await h.execute('setupStanza', { cluster: 'bench' });
-    const init = await run(`${PG_BIN_DIR}/pgbench`, ['-i', '-q', '-s', String(SCALE), '-h', c.socketDir, '-p', String(c.port), '-U', 'postgres', 'postgres'], { user: c.osUser });
-    if (init.exitCode !== 0) throw new Error(init.stderr);
-    await query(c, 'VACUUM FREEZE');
+    await loadPgbench(c);
     await h.execute('backup', { cluster: 'bench', type: 'full' });
     await query(c, 'UPDATE pgbench_branches SET bbalance = bbalance + 1');
     await new Promise((r) => setTimeout(r, 1100));
@@ -94,10 +90,4 @@ async function main() {
   }
 }
 
-void main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runBench(main);

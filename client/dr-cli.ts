@@ -5,27 +5,13 @@
 import { WorkflowFailedError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline/promises';
-import type { ApprovalStateAnswer } from '../common/approvals';
 import { checkInput, fullSiteRecoveryInputSchema } from '../common/inputs';
 import type { DrPause } from '../common/dr-report';
-import type { ChecklistSnapshot } from '../workflows/checklist';
 import type { FullSiteRecoveryResult, FullSiteState } from '../workflows/full-site-recovery';
 import { defaultIdentity, type CliContext } from './approvals-cli';
-import { when } from './format';
-import { signOff, targetFromOptions } from './restore-cli';
+import { ask, guide, interactive, type GuideStep } from './guide';
+import { targetFromOptions } from './restore-cli';
 import { CliError, connectClient, rootCause, runWorkflow, workflowId } from './temporal';
-
-const interactive = () => Boolean(process.stdin.isTTY && process.stderr.isTTY);
-
-async function ask(question: string): Promise<string> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return (await rl.question(question)).trim();
-  } finally {
-    rl.close();
-  }
-}
 
 async function update(client: Client, wf: string, name: 'retry' | 'abort', args: object): Promise<DrPause> {
   try {
@@ -36,68 +22,26 @@ async function update(client: Client, wf: string, name: 'retry' | 'abort', args:
   }
 }
 
-/**
- * While the runbook runs: each manual item once it waits for a person (at a terminal: sign it off now?),
- * who may approve, and a pause with its error (at a terminal: retry / abort / leave it paused).
- */
-async function guide(client: Client, wf: string, me: string, done: () => boolean): Promise<void> {
-  const handle = client.workflow.getHandle(wf);
-  const shown = new Set<string>();
-  while (!done()) {
-    try {
-      const lists = await handle.query<ChecklistSnapshot[]>('checklist').catch(() => [] as ChecklistSnapshot[]);
-      for (const item of lists.flatMap((l) => l.items)) {
-        if (item.kind !== 'manual' || item.state !== 'pending' || shown.has(item.id)) continue;
-        // Only an active list accepts sign-offs: try quietly first, show the item once it is open.
-        shown.add(item.id);
-        process.stderr.write(`\n  ☐ waiting for sign-off: ${item.title}\n    pgdr check ${wf} ${item.id} --as <you> [--note …]\n`);
-        if (interactive()) {
-          const a = (await ask(`    Sign off "${item.title}" as ${me} now? [y/N] `)).toLowerCase();
-          if (a === 'y' || a === 'yes') {
-            const note = await ask('    Note (optional): ');
-            await signOff(client, wf, item.id, me, note || undefined).then(
-              () => process.stderr.write(`    ✓ signed by ${me}\n`),
-              (e) => {
-                process.stderr.write(`    ${(e as Error).message}\n`);
-                shown.delete(item.id); // offer it again once its list is open
-              },
-            );
-          }
-        }
-      }
-      const approval = await handle.query<ApprovalStateAnswer>('approvalState').catch(() => undefined);
-      const p = approval?.pending;
-      if (p && !shown.has(`approval:${p.approvalId}`)) {
-        shown.add(`approval:${p.approvalId}`);
-        process.stderr.write(
-          `\n  ⏳ waiting for ${p.required} approval(s) (${p.approvalId}) from ${p.mayStillVote.join(', ') || 'nobody — check approvals.fullSiteRecovery'} until ${when(p.deadline)}\n` +
-            `    pgdr approve ${wf} --as <approver>   (or the Slack buttons, or the Temporal UI's Update "approve")\n`,
-        );
-      }
-      const st = await handle.query<FullSiteState>('fullSiteState').catch(() => undefined);
-      const paused = st?.paused;
-      if (paused && !shown.has(`pause:${paused.since}`)) {
-        shown.add(`pause:${paused.since}`);
-        process.stderr.write(
-          `\n  ⏸ PAUSED — "${paused.step}" failed:\n    ${paused.error.split('\n').join('\n    ')}\n` +
-            `    fix the host, then: pgdr dr retry ${wf} --as <you> --note "…"   or   pgdr dr abort ${wf} --as <you> --reason "…"\n`,
-        );
-        if (interactive()) {
-          const a = (await ask('    [r]etry now, [a]bort, or leave it paused [Enter]? ')).toLowerCase();
-          if (a === 'r' || a === 'retry') {
-            const note = await ask('    What was fixed (note): ');
-            await update(client, wf, 'retry', { by: me, note: note || undefined }).catch((e) => process.stderr.write(`    ${(e as Error).message}\n`));
-          } else if (a === 'a' || a === 'abort') {
-            const reason = await ask('    Reason: ');
-            await update(client, wf, 'abort', { by: me, reason: reason || 'aborted from the CLI' }).catch((e) => process.stderr.write(`    ${(e as Error).message}\n`));
-          }
-        }
-      }
-    } catch {
-      /* not answerable yet */
+/** Full-site recovery's own question each round: a pause with its error (at a terminal: retry / abort). */
+function pauseStep(client: Client, wf: string, me: string): GuideStep {
+  return async (handle, shown) => {
+    const paused = (await handle.query<FullSiteState>('fullSiteState').catch(() => undefined))?.paused;
+    if (!paused || shown.has(`pause:${paused.since}`)) return;
+    shown.add(`pause:${paused.since}`);
+    process.stderr.write(
+      `\n  ⏸ PAUSED — "${paused.step}" failed:\n    ${paused.error.split('\n').join('\n    ')}\n` +
+        `    fix the host, then: pgdr dr retry ${wf} --as <you> --note "…"   or   pgdr dr abort ${wf} --as <you> --reason "…"\n`,
+    );
+    if (!interactive()) return;
+    const a = (await ask('    [r]etry now, [a]bort, or leave it paused [Enter]? ')).toLowerCase();
+    if (a === 'r' || a === 'retry') {
+      const note = await ask('    What was fixed (note): ');
+      await update(client, wf, 'retry', { by: me, note: note || undefined }).catch((e) => process.stderr.write(`    ${(e as Error).message}\n`));
+    } else if (a === 'a' || a === 'abort') {
+      const reason = await ask('    Reason: ');
+      await update(client, wf, 'abort', { by: me, reason: reason || 'aborted from the CLI' }).catch((e) => process.stderr.write(`    ${(e as Error).message}\n`));
     }
-    await new Promise((r) => setTimeout(r, 1000));
-  }
+  };
 }
 
 /** The report of a run: its result, the details of its failure, or the live query while it runs. */
@@ -161,7 +105,7 @@ export function registerDrCommands(program: Command, ctx: CliContext): void {
       const client = await connectClient(cfg);
       const id = workflowId(o.drill ? 'dr-drill' : 'dr-full-site', o.cluster);
       let finished = false;
-      const guiding = guide(client, id, me, () => finished);
+      const guiding = guide(client, id, me, () => finished, pauseStep(client, id, me));
       let result: FullSiteRecoveryResult;
       try {
         result = await runWorkflow<FullSiteRecoveryResult>(client, cfg, {

@@ -2,18 +2,16 @@
  * CLI commands of the restore runbooks: `pgdr restore`, `pgdr check`, `pgdr clusters list|drop`,
  * `pgdr cleanup`. Registered on the main program by client/cli.ts.
  */
-import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { Command } from 'commander';
-import { createInterface } from 'node:readline/promises';
-import type { ApprovalStateAnswer } from '../common/approvals';
 import type { RestoreTarget } from '../common/restore-target';
-import type { ChecklistItem, ChecklistSnapshot } from '../workflows/checklist';
+import type { ChecklistSnapshot } from '../workflows/checklist';
 import type { RestoreInPlaceResult } from '../workflows/restore-in-place';
 import type { RestoreToNewClusterResult } from '../workflows/restore-to-new-cluster';
 import type { RestoredClusterRecord } from '../activities/restore-new-cluster';
 import { defaultIdentity, type CliContext } from './approvals-cli';
-import { table, when } from './format';
-import { CliError, connectClient, rootCause, runWorkflow, workflowId } from './temporal';
+import { table } from './format';
+import { ask, guide, interactive, signOff } from './guide';
+import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
 
 interface TargetOptions {
   time?: string;
@@ -49,68 +47,6 @@ export function targetFromOptions(o: TargetOptions): RestoreTarget {
   if (o.timeline) t.timeline = o.timeline;
   if (o.confirmUnknownName) t.confirmUnknownName = true;
   return t;
-}
-
-async function ask(question: string): Promise<string> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return (await rl.question(question)).trim();
-  } finally {
-    rl.close();
-  }
-}
-
-const interactive = () => Boolean(process.stdin.isTTY && process.stderr.isTTY);
-
-export async function signOff(client: Client, wf: string, item: string, by: string, note?: string, skip?: boolean): Promise<ChecklistItem> {
-  try {
-    return await client.workflow.getHandle(wf).executeUpdate<ChecklistItem, [object]>('checkItem', { args: [{ item, by, note, ...(skip ? { skip: true } : {}) }] });
-  } catch (err) {
-    if (err instanceof WorkflowUpdateFailedError) throw new CliError(`refused: ${rootCause(err)}`);
-    throw err;
-  }
-}
-
-/**
- * While a runbook runs: show each manual checklist item once it waits for a person, and — at a terminal —
- * offer to sign it off; show who may approve when an approval waits.
- */
-async function guide(client: Client, wf: string, me: string, done: () => boolean): Promise<void> {
-  const handle = client.workflow.getHandle(wf);
-  const shown = new Set<string>();
-  while (!done()) {
-    try {
-      const lists = await handle.query<ChecklistSnapshot[]>('checklist');
-      for (const item of lists.flatMap((l) => l.items)) {
-        if (item.kind !== 'manual' || item.state !== 'pending' || shown.has(item.id)) continue;
-        // Only items of an active checklist can be signed; a refused sign-off below says so.
-        shown.add(item.id);
-        process.stderr.write(`\n  ☐ waiting for sign-off: ${item.title}${item.optional ? ' (optional)' : ''}\n    pgdr check ${wf} ${item.id} --as <you> [--note …]${item.optional ? ' [--skip --note <why>]' : ''}\n`);
-        if (interactive()) {
-          const a = (await ask(`    Sign off "${item.title}" as ${me} now? [y/N${item.optional ? '/s=skip' : ''}] `)).toLowerCase();
-          if (a === 'y' || a === 's') {
-            const note = await ask('    Note (optional): ');
-            await signOff(client, wf, item.id, me, a === 's' ? note || 'skipped from the CLI' : note || undefined, a === 's').then(
-              () => process.stderr.write(`    ✓ ${a === 's' ? 'skipped' : 'signed'} by ${me}\n`),
-              (e) => process.stderr.write(`    ${(e as Error).message}\n`),
-            );
-          }
-        }
-      }
-      const approval = await handle.query<ApprovalStateAnswer>('approvalState').catch(() => undefined);
-      const p = approval?.pending;
-      if (p && !shown.has(`approval:${p.approvalId}`)) {
-        shown.add(`approval:${p.approvalId}`);
-        process.stderr.write(
-          `\n  ⏳ waiting for approval ${p.approvalId}${p.mayStillVote?.length ? ` from ${p.mayStillVote.join(', ')}` : ''}${p.deadline ? ` until ${when(p.deadline)}` : ''}\n` +
-            `    pgdr approve ${wf} --as <approver>   (or the Slack buttons, or the Temporal UI's Update "approve")\n`,
-        );
-      }
-    } catch {
-      /* not answerable yet */
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-  }
 }
 
 function checklistText(lists: ChecklistSnapshot[]): string {

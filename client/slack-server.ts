@@ -19,7 +19,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { LoadedConfig } from '../common/config';
-import { APPROVE_UPDATE, REJECT_UPDATE, SLACK_ACTION, decodeButtonValue, type ApprovalView, type VoteArgs, type VoteDecision } from '../common/approvals';
+import { APPROVE_UPDATE, REJECT_UPDATE, SLACK_ACTION, decodeButtonValue, personOf, type ApprovalView, type VoteArgs, type VoteDecision } from '../common/approvals';
 import { log } from '../common/log';
 import { updateApprovalMessage } from '../activities/approval';
 import { slackTarget } from '../activities/slack';
@@ -62,7 +62,8 @@ export function verifySlackSignature(o: {
 
 /** A parsed, signed button click. */
 export interface Click {
-  decision: VoteDecision;
+  /** A vote, or 'check': the sign-off of the checklist item named in approvalId. */
+  decision: VoteDecision | 'check';
   workflowId: string;
   approvalId: string;
   userId: string;
@@ -88,7 +89,7 @@ export function parseClick(rawBody: string): { click: Click } | { ignore: string
   const actions = p.actions;
   if (!Array.isArray(actions) || actions.length !== 1) return { malformed: 'expected exactly one action' };
   const a = actions[0] as Record<string, unknown>;
-  const decision = a.action_id === SLACK_ACTION.approve ? 'approve' : a.action_id === SLACK_ACTION.reject ? 'reject' : undefined;
+  const decision = a.action_id === SLACK_ACTION.approve ? 'approve' : a.action_id === SLACK_ACTION.reject ? 'reject' : a.action_id === SLACK_ACTION.check ? 'check' : undefined;
   if (!decision) return { ignore: `action ${JSON.stringify(a.action_id)} is not pgdr's` };
   const value = decodeButtonValue(a.value);
   if (!value) return { malformed: 'button value does not name a workflow and an approval' };
@@ -162,7 +163,47 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
   const now = o.now ?? Date.now;
   const timeoutMs = o.updateTimeoutMs ?? 10_000;
 
+  /** A sign-off button of a checklist item: the Update `checkItem`, signed as the person behind the Slack user. */
+  async function handleSignOff(click: Click, receivedAt: number): Promise<void> {
+    const by = personOf(click.userId, o.config.approvals.people);
+    let outcome: ClickOutcome;
+    try {
+      const item = await withTimeout(
+        o.client.workflow.getHandle(click.workflowId).executeUpdate<{ title: string }, [object]>('checkItem', {
+          args: [{ item: click.approvalId, by, note: `signed off in Slack by ${click.userName ?? click.userId} (${click.userId})` }],
+          updateId: `slack-${click.messageTs}-${click.userId}-${click.actionTs ?? 'x'}-check-${click.approvalId}`.slice(0, 200),
+        }),
+        timeoutMs,
+        'the Temporal Update',
+      );
+      outcome = { click, ok: true, receivedAt, decidedAt: performance.now() };
+      await slackTarget(o.config, { retries: 2 })
+        ?.client.chat.postMessage({ channel: click.channel, thread_ts: click.messageTs, text: `:white_check_mark: ${item.title} — signed off by <@${click.userId}>` })
+        .catch((err: Error) => log.warn({ err: err.message }, 'slack: could not confirm a sign-off'));
+    } catch (err) {
+      const reason = err instanceof WorkflowUpdateFailedError ? rootCause(err) : `could not deliver the sign-off: ${rootCause(err)} — use \`pgdr check\``;
+      outcome = { click, ok: false, reason, receivedAt, decidedAt: performance.now() };
+      await tellRefused(click, `:no_entry: Your sign-off of "${click.approvalId}" was not recorded: ${reason}`);
+    }
+    o.onOutcome?.(outcome);
+    log.info({ workflowId: click.workflowId, item: click.approvalId, user: click.userId, ok: outcome.ok, reason: outcome.reason }, 'slack sign-off');
+  }
+
+  /** Tell the clicker why nothing happened: ephemeral, else a thread reply. */
+  async function tellRefused(click: Click, text: string): Promise<void> {
+    const slack = slackTarget(o.config, { retries: 2 });
+    if (!slack) return;
+    try {
+      await slack.client.chat.postEphemeral({ channel: click.channel, user: click.userId, text });
+    } catch {
+      await slack.client.chat.postMessage({ channel: click.channel, thread_ts: click.messageTs, text: `<@${click.userId}> ${text}` }).catch((err: Error) => {
+        log.warn({ err: err.message }, 'slack: could not tell the user why their click was refused');
+      });
+    }
+  }
+
   async function handleClick(click: Click, receivedAt: number): Promise<void> {
+    if (click.decision === 'check') return handleSignOff(click, receivedAt);
     const args: VoteArgs = {
       approvalId: click.approvalId,
       by: click.userId,
@@ -200,14 +241,7 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
       await updateApprovalMessage(o.config, outcome.view, { retries: 2 });
       return;
     }
-    const text = `:no_entry: Your ${click.decision} of ${click.approvalId} was not recorded: ${outcome.reason}`;
-    try {
-      await slack.client.chat.postEphemeral({ channel: click.channel, user: click.userId, text });
-    } catch {
-      await slack.client.chat.postMessage({ channel: click.channel, thread_ts: click.messageTs, text: `<@${click.userId}> ${text}` }).catch((err: Error) => {
-        log.warn({ err: err.message }, 'slack: could not tell the user why their click was refused');
-      });
-    }
+    await tellRefused(click, `:no_entry: Your ${click.decision} of ${click.approvalId} was not recorded: ${outcome.reason}`);
   }
 
   const handler = ((req: IncomingMessage, res: ServerResponse) => {

@@ -18,8 +18,8 @@ export const APPROVE_UPDATE = 'approve';
 export const REJECT_UPDATE = 'reject';
 export const APPROVAL_STATE_QUERY = 'approvalState';
 
-/** Slack action ids of the two buttons. */
-export const SLACK_ACTION = { approve: 'pgdr_approve', reject: 'pgdr_reject' } as const;
+/** Slack action ids: the two approval buttons, and the sign-off button of a checklist item (value {w, a: item id}). */
+export const SLACK_ACTION = { approve: 'pgdr_approve', reject: 'pgdr_reject', check: 'pgdr_check' } as const;
 
 /** The policy the gate applies, resolved from the config by the `approvalPolicy` activity. */
 export interface ResolvedApprovalPolicy {
@@ -131,15 +131,7 @@ export interface ButtonValue {
   a: string;
 }
 
-const DURATION_RE = /^(\d+)(ms|s|m|h|d)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** '90s' → 90000. Throws on anything else. */
-export function durationMs(d: string): number {
-  const m = DURATION_RE.exec(d);
-  if (!m) throw new Error(`"${d}" is not a duration like '90s', '15m', '25h' or '7d'`);
-  return Number(m[1]) * UNIT_MS[m[2]];
-}
+export { durationMs } from './types';
 
 /** The person behind an identity (Slack user ids map to names through `people`). */
 export function personOf(identity: string, people: Record<string, string>): string {
@@ -259,10 +251,12 @@ export const demoApprovalInputSchema = z
     reason: z.string({ required_error: 'reason is required' }).min(1, 'reason is required').max(500),
     /** Several approvals in a row (one workflow, approval-1, approval-2, …). */
     rounds: z.number().int().min(1).max(5).optional(),
+    /** A manual checklist item to sign off before the approval. */
+    signOff: z.boolean().optional(),
     /** Demo knobs; the gate never goes below the config's `required`. */
     required: z.number().int().min(1).max(10).optional(),
-    expiresIn: z.string().regex(DURATION_RE, "a duration like '90s' or '15m'").optional(),
-    remindEvery: z.string().regex(DURATION_RE, "a duration like '90s' or '15m'").optional(),
+    expiresIn: z.string().regex(/^\d+(ms|s|m|h|d)$/, "a duration like '90s' or '15m'").optional(),
+    remindEvery: z.string().regex(/^\d+(ms|s|m|h|d)$/, "a duration like '90s' or '15m'").optional(),
   })
   .strict();
 export type DemoApprovalInput = z.infer<typeof demoApprovalInputSchema>;

@@ -115,13 +115,7 @@ export interface ArchiveHealthResult extends HealthResult {
   failingWal: string | null;
 }
 
-/** '90s', '15m', '25h', '7d', '500ms' → milliseconds. */
-export function durationMs(d: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
-  if (!m) throw new Error(`not a duration: ${d}`);
-  const n = Number(m[1]);
-  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-}
+export { durationMs } from './types';
 
 /** A short human age: 45 s, 12 min, 3.5 h, 2.1 d. */
 export function humanAge(seconds: number): string {

@@ -157,3 +157,12 @@ export function lsnToBigInt(lsn: string): bigint {
 export function timelineOf(walFile: string | null): number | null {
   return walFile && /^[0-9A-F]{8}/.test(walFile) ? parseInt(walFile.slice(0, 8), 16) : null;
 }
+
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** A duration as the config writes it ('500ms', '90s', '15m', '25h', '7d') in milliseconds; throws on anything else. */
+export function durationMs(d: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
+  if (!m) throw new Error(`"${d}" is not a duration like '90s', '15m', '25h' or '7d'`);
+  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+}

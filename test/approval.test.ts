@@ -5,12 +5,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
-import { loadConfig } from '../common/config';
 import type { ApprovalAuditRecord, ApprovalStateAnswer, ApprovalView, DemoApprovalResult } from '../common/approvals';
-import { configYaml } from '../worker/local-cluster';
+import type { ChecklistSnapshot } from '../workflows/checklist';
 import { run } from '../activities/process';
 import { approvalAuditFile } from '../activities/approval';
 import { slackSignature, startSlackServer, verifySlackSignature, type ClickOutcome, type RunningSlackServer } from '../client/slack-server';
@@ -30,25 +28,13 @@ before(async () => {
   const apiUrl = await slack.start();
   process.env.PGDR_TEST_SLACK_TOKEN = 'xoxb-test-token';
   process.env.PGDR_TEST_SLACK_SECRET = SECRET;
-  h.configFile = join(h.root, 'pgdr.yaml');
-  writeFileSync(
-    h.configFile,
-    configYaml({
-      // The approval gate touches no database: a cluster entry only to satisfy the schema.
-      clusters: [{ name: 'main', host: 'nohost', stanza: 'main', pgbackrestConfig: '/nonexistent/pgbackrest.conf', dataDir: '/nonexistent/data', port: 5432, socketDir: '/tmp' }],
-      temporalAddress: h.env.connection.options.address,
-      taskQueue: 'pgdr-approval',
-      extra: {
-        worker: { metricsPort: 0 },
-        slack: { channel: CHANNEL, tokenEnv: 'PGDR_TEST_SLACK_TOKEN', signingSecretEnv: 'PGDR_TEST_SLACK_SECRET', apiUrl },
-        approvals: {
-          demo: { approvers: ['alice', 'bob', 'dave', 'U0ALICE', 'U0BOB', 'U0CAROL', 'U0DAVE'], required: 1, expiresIn: '5m', remindEvery: '2m' },
-          people: { U0ALICE: 'alice', U0BOB: 'bob', U0DAVE: 'dave' },
-        },
-      },
-    }),
-  );
-  h.config = loadConfig(h.configFile);
+  h.writeConfig({
+    slack: { channel: CHANNEL, tokenEnv: 'PGDR_TEST_SLACK_TOKEN', signingSecretEnv: 'PGDR_TEST_SLACK_SECRET', apiUrl },
+    approvals: {
+      demo: { approvers: ['alice', 'bob', 'dave', 'U0ALICE', 'U0BOB', 'U0CAROL', 'U0DAVE'], required: 1, expiresIn: '5m', remindEvery: '2m' },
+      people: { U0ALICE: 'alice', U0BOB: 'bob', U0DAVE: 'dave' },
+    },
+  });
   await h.startWorker({ hosts: [] });
   srv = await startSlackServer({ config: h.config, client: h.client, signingSecret: SECRET, port: 0, onOutcome: (o) => outcomes.push(o) });
 });
@@ -113,16 +99,21 @@ let actionSeq = 0;
 async function click(v: ApprovalView, o: ClickOpts): Promise<{ status: number; outcome?: ClickOutcome }> {
   const decision = o.decision ?? 'approve';
   const b = buttons(v);
+  return postAction({ ...o, channel: v.slack!.channel, messageTs: v.slack!.ts, actionId: decision === 'approve' ? 'pgdr_approve' : 'pgdr_reject', value: o.value ?? (decision === 'approve' ? b.approve.value : b.reject.value) });
+}
+
+/** POST a signed block_actions payload with one button action to the slack-server; returns once processed. */
+async function postAction(o: Omit<ClickOpts, 'decision' | 'value'> & { channel: string; messageTs: string; actionId: string; value: string }): Promise<{ status: number; outcome?: ClickOutcome }> {
   const payload = {
     type: 'block_actions',
     team: { id: 'T0TEST', domain: 'test' },
     user: { id: o.user, username: o.userName ?? o.user.toLowerCase(), name: o.userName ?? o.user.toLowerCase(), team_id: 'T0TEST' },
     api_app_id: 'A0TEST',
-    container: { type: 'message', message_ts: v.slack!.ts, channel_id: v.slack!.channel, is_ephemeral: false },
-    channel: { id: v.slack!.channel, name: 'dr-approvals' },
-    message: { ts: v.slack!.ts, type: 'message' },
+    container: { type: 'message', message_ts: o.messageTs, channel_id: o.channel, is_ephemeral: false },
+    channel: { id: o.channel, name: 'dr-approvals' },
+    message: { ts: o.messageTs, type: 'message' },
     response_url: 'https://hooks.slack.invalid/actions/T0TEST/1/x',
-    actions: [{ type: 'button', action_id: decision === 'approve' ? 'pgdr_approve' : 'pgdr_reject', block_id: 'b', value: o.value ?? (decision === 'approve' ? b.approve.value : b.reject.value), action_ts: `${Date.now() / 1000}.${++actionSeq}` }],
+    actions: [{ type: 'button', action_id: o.actionId, block_id: 'b', value: o.value, action_ts: `${Date.now() / 1000}.${++actionSeq}` }],
   };
   let body = o.rawBody ?? `payload=${encodeURIComponent(JSON.stringify(payload))}`;
   const ts = String(Math.floor(Date.now() / 1000) + (o.skewS ?? 0));
@@ -240,6 +231,33 @@ describe('approval through a Slack button', () => {
     assert.deepEqual(vote.details, { runbook: 'demoApproval', round: 1, effect: 'one log line on the worker' });
     assert.equal(vote.action, a.action);
     assert.equal(mine[2].status, 'approved');
+  });
+
+  test('a checklist item is signed off with its Slack button, as the person behind the Slack user', async () => {
+    const w = await startDemo({ requestedBy: 'carol', reason: 'sign-off by button', signOff: true });
+    const msg = await waitFor('the sign-off request in Slack', async () =>
+      slack.callsOf('chat.postMessage').find((c) => JSON.stringify(c.fields.blocks ?? '').includes('pgdr_check') && JSON.stringify(c.fields.blocks).includes(w.workflowId)),
+    );
+    assert.match(String(msg.fields.text), /Sign-off needed — Demo checklist of demoApproval: The demo is ready to run/);
+    const button = (msg.fields.blocks as { accessory?: Button }[]).find((b) => b.accessory?.action_id === 'pgdr_check')!.accessory!;
+    assert.deepEqual(JSON.parse(button.value), { w: w.workflowId, a: 'demo-ready' });
+    const at = { channel: CHANNEL, messageTs: '1700000000.777777', actionId: 'pgdr_check' };
+    const wrong = await postAction({ ...at, user: 'U0BOB', value: JSON.stringify({ w: w.workflowId, a: 'no-such-item' }) });
+    assert.equal(wrong.outcome?.ok, false);
+    assert.match(wrong.outcome!.reason!, /no checklist item "no-such-item"/);
+    assert.ok(ephemeralsTo('U0BOB').some((c) => /sign-off of "no-such-item" was not recorded/.test(String(c.fields.text))), 'the clicker is told why');
+    const ok = await postAction({ ...at, user: 'U0BOB', userName: 'bob.jones', value: button.value });
+    assert.equal(ok.outcome?.ok, true, ok.outcome?.reason);
+    const item = (await w.query<ChecklistSnapshot[]>('checklist'))[0].items[0];
+    assert.deepEqual([item.state, item.by], ['signed', 'bob'], 'signed as the person behind U0BOB');
+    assert.match(item.note ?? '', /signed off in Slack by bob\.jones \(U0BOB\)/);
+    assert.ok(slack.callsOf('chat.postMessage').some((c) => c.fields.thread_ts === at.messageTs && /signed off by <@U0BOB>/.test(String(c.fields.text))));
+    const again = await postAction({ ...at, user: 'U0BOB', value: button.value });
+    assert.match(again.outcome!.reason!, /already signed by bob/);
+    // Then the approval as usual.
+    const v = await pending(w);
+    await w.executeUpdate('approve', { args: [{ approvalId: v.approvalId, by: 'alice' }] });
+    assert.equal(((await w.result()) as DemoApprovalResult).ranAt.length, 1);
   });
 
   test('refused clicks change nothing; 2-of-M needs two distinct approvers; clicks after the decision are refused', async () => {

@@ -6,7 +6,8 @@
  * `checklist` query.
  */
 import type { Duration } from '@temporalio/common';
-import { condition, defineQuery, defineUpdate, setHandler } from '@temporalio/workflow';
+import { condition, defineQuery, defineUpdate, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
 
 export type ItemState = 'pending' | 'running' | 'passed' | 'failed' | 'signed' | 'skipped';
 
@@ -46,6 +47,9 @@ export interface CheckOutcome {
   ok: boolean;
   note: string;
 }
+
+/** Sign-off requests in Slack: configuration and Slack only, on the workflow's own task queue. */
+const slack = proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 2 } });
 
 const lists: Checklist[] = [];
 let handlersInstalled = false;
@@ -151,6 +155,8 @@ export class Checklist {
     }
     const open = () => this.items.filter((i) => i.kind === 'manual' && i.state === 'pending');
     if (open().length) {
+      // Ask in Slack too (a button per item); a failure there never holds up the checklist.
+      await slack.postSignOffRequest({ checklist: this.name, title: workflowInfo().workflowType, items: open().map(({ id, title, optional }) => ({ id, title, optional })) }).catch(() => undefined);
       const done = timeout !== undefined ? await condition(() => open().length === 0, timeout) : (await condition(() => open().length === 0), true);
       if (!done) {
         this.active = false;

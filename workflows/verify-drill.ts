@@ -23,7 +23,7 @@ import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
 import type { DrillInput, DrillResult, DrillTarget, PreflightReport, RpoMarker, ValidationReport, VerifyReport } from '../common/drill';
 import { drillInputSchema } from '../common/inputs';
-import { ANNOTATION, type ClusterSummary } from '../common/types';
+import { ANNOTATION, durationMs, type ClusterSummary } from '../common/types';
 import type { RecoveryReport } from '../activities/restore';
 import { config, NON_RETRYABLE, onHost, Runbook, rootMessage, validInput, type StepRecord } from './runbook';
 
@@ -36,13 +36,6 @@ export function scratchNameFor(workflowId: string): string {
   }
   const slug = workflowId.replace(/[^A-Za-z0-9_-]+/g, '-').slice(0, 32).replace(/-+$/, '');
   return `pgdr-drill-${slug}-${h.toString(16).padStart(8, '0')}`;
-}
-
-/** '90s', '15m', '2h', '1d' → milliseconds. */
-export function durationMs(d: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
-  if (!m) return NaN;
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
 }
 
 function drillProxies(cluster: Pick<ClusterSummary, 'taskQueue' | 'backupTimeout'>) {

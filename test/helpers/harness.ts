@@ -8,25 +8,17 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { query } from '../../activities/postgres';
 import { run } from '../../activities/process';
+import { pickFreePort } from '../../activities/restore';
 import { loadConfig, type LoadedConfig } from '../../common/config';
 import { temporalBinary } from '../../common/paths';
 import { configYaml, initLocalCluster, localCluster, startLocalCluster, stopLocalCluster, type LocalCluster, type LocalClusterSpec } from '../../worker/local-cluster';
 import { createWorkerSet, installRuntime, type WorkerSet } from '../../worker/worker';
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
+/** A TCP port nobody listens on right now. */
+export const freePort = pickFreePort;
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 /** The workflow bundle, built once per test file. */
@@ -76,14 +68,18 @@ export class Harness {
     return c;
   }
 
-  /** Write pgdr.yaml for the clusters so far (plus extra top-level fields) and load it. */
+  /**
+   * Write pgdr.yaml for the clusters so far (plus extra top-level fields) and load it. Without clusters
+   * (tests of the approval gate touch no database) a placeholder entry satisfies the schema.
+   */
   writeConfig(extra: Record<string, unknown> = {}, clusterExtra: Record<string, Record<string, unknown>> = {}): LoadedConfig {
     this.configFile = join(this.root, 'pgdr.yaml');
     const address = this.env.connection.options.address;
+    const placeholder = { name: 'main', host: 'nohost', stanza: 'main', pgbackrestConfig: '/nonexistent/pgbackrest.conf', dataDir: '/nonexistent/data', port: 5432, socketDir: '/tmp' };
     writeFileSync(
       this.configFile,
       configYaml({
-        clusters: this.clusters.map((c) => ({ ...c.configEntry, ...(clusterExtra[c.name] ?? {}) })),
+        clusters: this.clusters.length ? this.clusters.map((c) => ({ ...c.configEntry, ...(clusterExtra[c.name] ?? {}) })) : [placeholder],
         temporalAddress: address,
         taskQueue: `pgdr-${this.name}`,
         extra: { worker: { metricsPort: 0 }, ...extra },
