@@ -267,12 +267,27 @@ export function parseTimelineHistory(text: string): TimelineSwitch[] {
  * reach the new timeline: restore target checks need this to choose a backup set PostgreSQL can use.
  */
 export async function timelineHistory(cluster: ClusterConfig, info: StanzaInfo, repo?: number): Promise<StanzaInfo['timeline']> {
-  const tlis = [...info.archive.map((a) => timelineOf(a.max)), ...info.sets.map((s) => timelineOf(s.walStart))].filter((t): t is number => t !== null);
+  const archiveId = info.archive[info.archive.length - 1]?.id;
+  if (!archiveId) return undefined;
+  const repoOpt = repo ? [`--repo=${repo}`] : [];
+  // A promotion archives its timeline's history file at once, before any segment of the new timeline:
+  // the history files, not the newest segment, tell which timeline recovery will follow.
+  const ls = await pgbackrest(cluster, 'repo-ls', { options: [...repoOpt, '--filter=\\.history$', '--output=json'], params: [`archive/${cluster.stanza}/${archiveId}`], allowFailure: true });
+  let historyFiles: string[] = [];
+  try {
+    historyFiles = ls.exitCode === 0 ? Object.keys(JSON.parse(ls.stdout) as Record<string, unknown>) : [];
+  } catch {
+    /* unreadable listing: fall back to segment names */
+  }
+  const tlis = [
+    ...historyFiles.map((f) => parseInt(f.slice(0, 8), 16)),
+    ...info.archive.map((a) => timelineOf(a.max)),
+    ...info.sets.map((s) => timelineOf(s.walStart)),
+  ].filter((t): t is number => typeof t === 'number' && !Number.isNaN(t));
   if (!tlis.length) return undefined;
   const current = Math.max(...tlis);
   if (current === 1) return { current, history: [] };
-  const archiveId = info.archive[info.archive.length - 1]?.id;
   const file = `archive/${cluster.stanza}/${archiveId}/${current.toString(16).toUpperCase().padStart(8, '0')}.history`;
-  const res = await pgbackrest(cluster, 'repo-get', { options: repo ? [`--repo=${repo}`] : [], params: [file], allowFailure: true });
+  const res = await pgbackrest(cluster, 'repo-get', { options: repoOpt, params: [file], allowFailure: true });
   return { current, history: res.exitCode === 0 ? parseTimelineHistory(res.stdout) : [] };
 }

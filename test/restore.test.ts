@@ -187,6 +187,13 @@ describe('restore in place', () => {
     assert.ok(post.find((i) => i.id === 'connectivity')?.state === 'passed');
     assert.ok(post.find((i) => i.id === 'table-counts')?.state === 'passed');
     assert.ok(post.find((i) => i.id === 'migrations')?.state === 'passed');
+    // Right after the restore the archive holds the new timeline's history file but perhaps no segment of
+    // it yet, and the newest backup is the safety net taken on the old timeline past the branch point:
+    // a restore must not pick that set (PostgreSQL would refuse it: "not a child of this server's history").
+    const copy = await h.execute<RestoreToNewClusterResult>('restoreToNewCluster', { cluster: 'main', name: 'aftertl', target: { type: 'latest' } });
+    assert.notEqual(copy.set, r.safetyBackup!.label, 'the safety-net set is on the old timeline');
+    assert.deepEqual(await tags(copy.port, copy.socketDir), ['t1:100', 't2:50', 't3:25']);
+    await h.execute('dropRestoredCluster', { name: 'aftertl' });
     // The cleanup needs its own approval and removes only what this run kept.
     const c = await h.start('cleanupRestore', { cluster: 'main', run: r.run, reason: 'verified', requestedBy: 'carol' });
     await waitFor('cleanup approval asked', async () => (await c.query<{ pending: unknown }>('approvalState').catch(() => undefined))?.pending);
