@@ -121,6 +121,18 @@ export function backupActivities({ config }: ActivityDeps) {
       return { name: input.name, lsn: rp.lsn, createdAt: rp.at.toISOString(), walFile, archived: false };
     },
 
+    /**
+     * Close the current WAL segment (pg_switch_wal) and return its name, so that it can be awaited in the
+     * archive. After a promotion this puts the new timeline's first segment into the repository: until
+     * then, a restore that follows the newest timeline would replay the OLD timeline past the branch point.
+     */
+    async switchWal(input: { cluster: string }): Promise<{ walFile: string }> {
+      const c = cluster(input.cluster);
+      const [r] = await query<{ f: string }>(c, 'SELECT pg_walfile_name(pg_current_wal_insert_lsn()) AS f');
+      await query(c, 'SELECT pg_switch_wal()');
+      return { walFile: r.f };
+    },
+
     /** Wait until the archiver has archived `walFile` (or a later segment). Heartbeats while waiting. */
     async waitForWalArchived(input: { cluster: string; walFile: string; timeoutSeconds?: number }): Promise<{ lastArchivedWal: string }> {
       const c = cluster(input.cluster);

@@ -11,7 +11,8 @@ import { statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClusterConfig, ValidationQuery } from '../common/config';
 import type { DrillTarget, PreflightReport, RpoMarker, ValidationCheck, ValidationReport, VerifyReport } from '../common/drill';
-import { lsnToBigInt, type BackupSet } from '../common/types';
+import { resolveRestoreTarget } from '../common/restore-target';
+import type { BackupSet } from '../common/types';
 import { makeOwnedDir } from '../worker/local-cluster';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, pgbackrest, stanzaInfo } from './pgbackrest';
@@ -237,35 +238,18 @@ export function drillActivities({ config }: ActivityDeps) {
       let lastArchivedAt: string | null = null;
       if ((await serverState(c)) === 'running') lastArchivedAt = await archiverStats(c).then((s) => s.lastArchivedAt, () => null);
       const info = await stanzaInfo(c, { repo: input.repo, lastArchivedAt });
-      const sets = info.sets.filter((s) => !input.repo || s.repo === input.repo);
-      if (!sets.length || !info.window) throw bad(`stanza "${c.stanza}" has no backup set to restore`);
+      if (!info.window) throw bad(`stanza "${c.stanza}" has no backup set to restore`);
       const w = info.window;
       const t = input.target;
-      let set: BackupSet | undefined;
-      if (input.set && input.set !== 'latest') {
-        set = sets.find((s) => s.label === input.set);
-        if (!set) throw bad(`backup set ${input.set} does not exist in stanza "${c.stanza}" (sets: ${sets.map((s) => s.label).join(', ')})`);
-      }
-      if (t?.type === 'time') {
-        const at = Date.parse(t.value!);
-        if (Number.isNaN(at)) throw bad(`target time "${t.value}" is not a time (use ISO 8601, e.g. 2026-01-15T14:30:00Z)`);
-        const iso = new Date(at).toISOString();
-        if (iso < w.from || iso > w.to) {
-          throw bad(`target time ${iso} is outside the recoverable window ${w.from} → ${w.to} (${w.toSource === 'archiver' ? 'last archived WAL' : 'latest backup'})`);
-        }
-        if (set && iso < set.stoppedAt) throw bad(`target time ${iso} is before backup set ${set.label} ended (${set.stoppedAt}); pick an older set or a later time`);
-        // pgBackRest picks the newest set that stopped before the target.
-        set ??= [...sets].filter((s) => s.stoppedAt <= iso).pop();
-      } else if (t?.type === 'lsn') {
-        if (!/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/.test(t.value ?? '')) throw bad(`target LSN "${t.value}" is not an LSN like 0/3000060`);
-        set ??= sets[sets.length - 1];
-        if (set.lsnStop && lsnToBigInt(t.value!) < lsnToBigInt(set.lsnStop)) throw bad(`target LSN ${t.value} is before the end of backup set ${set.label} (${set.lsnStop})`);
-        if (w.walMax) {
-          const end = (BigInt(`0x${w.walMax.slice(8, 16)}`) << 32n) + (BigInt(`0x${w.walMax.slice(16, 24)}`) + 1n) * 0x1000000n;
-          if (lsnToBigInt(t.value!) >= end) throw bad(`target LSN ${t.value} is beyond the archived WAL (last segment ${w.walMax})`);
-        }
-      }
-      set ??= sets[sets.length - 1];
+      // The same check as the restore runbooks: window, timelines, and the set pgBackRest must use.
+      const checked = resolveRestoreTarget(
+        // A restore point pgdr did not create is accepted when the drill names the set to restore.
+        { type: t?.type ?? 'immediate', value: t?.value, set: input.set && input.set !== 'latest' ? input.set : undefined, repo: input.repo, confirmUnknownName: Boolean(input.set && input.set !== 'latest') },
+        info,
+        new Date().toISOString(),
+      );
+      if (!checked.ok) throw bad(checked.message);
+      const set: BackupSet = checked.target.set;
       if (set.error) throw bad(`backup set ${set.label} was taken with errors (pgBackRest flagged it); it cannot prove anything`);
       const root = scratchRoot(c);
       makeOwnedDir(root, c.osUser, 0o755);

@@ -480,6 +480,13 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
       long.startOnTarget({ cluster: req.cluster, drill, scratch }),
     );
     noteLast(`port ${reached.port}; ${reached.stoppedAt ?? 'end of the archived WAL'}; timeline ${reached.timeline}`);
+    if (!drill) {
+      // Until the new timeline has a segment in the archive, a later restore would follow the old one.
+      await guarded(`Archive the first WAL segment of timeline ${reached.timeline}`, async () => {
+        const { walFile } = await target.quick.switchWal({ cluster: req.cluster });
+        await target.quick.waitForWalArchived({ cluster: req.cluster, walFile });
+      });
+    }
 
     const post = checklist('After the restore (pgdr checks)', [
       { id: 'connectivity', title: 'Database connectivity: SELECT 1', kind: 'auto' },

@@ -159,6 +159,11 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
     recovery = await rb.step('Start PostgreSQL and wait until recovery ends and it is promoted', () =>
       host.long.startClusterAndWait({ cluster: req.cluster }),
     );
+    // Until the new timeline has a segment in the archive, a later restore would follow the old one.
+    await rb.step(`Archive the first WAL segment of timeline ${recovery.timeline}`, async () => {
+      const { walFile } = await host.quick.switchWal({ cluster: req.cluster });
+      await host.long.waitForWalArchived({ cluster: req.cluster, walFile });
+    });
     post = await runPostRestoreChecklist(rb, host, {
       cluster: req.cluster,
       items: postRestoreItems(settings, 'in-place'),

@@ -122,14 +122,13 @@ export async function verifyDrill(input: DrillInput): Promise<DrillResult> {
       );
       scratchDir = pre.scratchDir;
       const label = pre.set.label;
-      const explicitSet = Boolean(req.set && req.set !== 'latest') || target.type !== 'time';
       const restored = await rb.step(`${STEP.restore} (set ${label})`, () =>
         act.restore.restoreToScratch.executeWithOptions({ summary: `pgbackrest restore --set=${label} into ${pre!.scratchDir}` }, [
           {
             cluster: req.cluster,
             scratch,
-            // pgBackRest picks the set for a time target itself; name/lsn/xid/immediate need it explicitly.
-            set: explicitSet ? label : undefined,
+            // Always the set the preflight chose: pgBackRest's own pick for a time target ignores timelines.
+            set: label,
             repo: req.repo,
             target: restoreTarget,
             processMax: cluster.processMax,
