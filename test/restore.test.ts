@@ -182,6 +182,7 @@ describe('restore in place', () => {
     assert.ok(statSync(r.keptOriginalAt).isDirectory());
     assert.ok(r.recovery.timeline! > tliBefore, `timeline ${r.recovery.timeline} after ${tliBefore}`);
     assert.ok(r.safetyBackup, 'a safety backup was taken while the cluster ran');
+    assert.deepEqual(r.warnings, [], 'the new timeline is archived');
     assert.deepEqual(r.approvals[0].votes.map((v) => [v.by, v.decision]), [['alice', 'approve']]);
     const post = r.checklists[1].items;
     assert.ok(post.find((i) => i.id === 'connectivity')?.state === 'passed');

@@ -48,7 +48,7 @@ import { resolveRestoreTarget, type ResolvedTarget, type RestoreTarget } from '.
 import { hostTaskQueue, type StanzaInfo } from '../common/types';
 import { approvalAudit, requestApproval } from './approval';
 import { Checklist, type ChecklistItemSpec, type ChecklistSnapshot } from './checklist';
-import { restoreRequestFor } from './restore-steps';
+import { archiveNewTimeline, restoreRequestFor } from './restore-steps';
 import { config, NON_RETRYABLE, notify, rootMessage, Runbook, validInput, type StepRecord } from './runbook';
 
 export interface FullSiteRecoveryInput {
@@ -481,11 +481,8 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
     );
     noteLast(`port ${reached.port}; ${reached.stoppedAt ?? 'end of the archived WAL'}; timeline ${reached.timeline}`);
     if (!drill) {
-      // Until the new timeline has a segment in the archive, a later restore would follow the old one.
-      await guarded(`Archive the first WAL segment of timeline ${reached.timeline}`, async () => {
-        const { walFile } = await target.quick.switchWal({ cluster: req.cluster });
-        await target.quick.waitForWalArchived({ cluster: req.cluster, walFile });
-      });
+      const archiving = await archiveNewTimeline(rb, hostTaskQueue(req.targetHost), req.cluster, reached.timeline);
+      if (archiving) notes.push(archiving);
     }
 
     const post = checklist('After the restore (pgdr checks)', [

@@ -22,8 +22,8 @@ import { pgTime, resolveRestoreTarget, type RestoreTarget } from '../common/rest
 import { approvalAudit, requestApproval } from './approval';
 import { Checklist, type ChecklistSnapshot } from './checklist';
 import { postRestoreItems, preRestoreItems } from './restore-checklists';
-import { restoreRequestFor, runPostRestoreChecklist } from './restore-steps';
-import { config, onHost, rootMessage, Runbook, validInput } from './runbook';
+import { archiveNewTimeline, restoreRequestFor, runPostRestoreChecklist } from './restore-steps';
+import { config, notify, onHost, rootMessage, Runbook, validInput } from './runbook';
 
 export interface RestoreInPlaceInput {
   cluster: string;
@@ -45,6 +45,8 @@ export interface RestoreInPlaceResult {
   recovery: RecoveryReport;
   checklists: ChecklistSnapshot[];
   approvals: ReturnType<typeof approvalAudit>;
+  /** Things to fix after a successful restore (e.g. WAL archiving on the new timeline). */
+  warnings: string[];
   durationMs: number;
 }
 
@@ -159,11 +161,6 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
     recovery = await rb.step('Start PostgreSQL and wait until recovery ends and it is promoted', () =>
       host.long.startClusterAndWait({ cluster: req.cluster }),
     );
-    // Until the new timeline has a segment in the archive, a later restore would follow the old one.
-    await rb.step(`Archive the first WAL segment of timeline ${recovery.timeline}`, async () => {
-      const { walFile } = await host.quick.switchWal({ cluster: req.cluster });
-      await host.long.waitForWalArchived({ cluster: req.cluster, walFile });
-    });
     post = await runPostRestoreChecklist(rb, host, {
       cluster: req.cluster,
       items: postRestoreItems(settings, 'in-place'),
@@ -196,10 +193,15 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
     );
   }
 
+  // The restore stands; archiving problems on the new timeline are reported, never rolled back.
+  const archiving = await archiveNewTimeline(rb, cluster.taskQueue, req.cluster, recovery!.timeline);
+  if (archiving) await notify({ level: 'warning', title: `In-place restore of ${req.cluster}: archiving needs attention`, cluster: req.cluster, runbook: 'restoreInPlace', text: archiving });
+
   await condition(allHandlersFinished);
   return {
     cluster: req.cluster,
     run,
+    warnings: archiving ? [archiving] : [],
     target: target.description,
     set: target.set.label,
     keptOriginalAt: layout.aside,

@@ -6,7 +6,9 @@ import type { RestoreRequest } from '../activities/restore';
 import type { CheckTarget } from '../activities/checks';
 import type { ResolvedTarget } from '../common/restore-target';
 import { Checklist, type ChecklistItemSpec } from './checklist';
-import type { onHost, Runbook } from './runbook';
+import { proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { rootMessage, type onHost, type Runbook } from './runbook';
 
 type Host = ReturnType<typeof onHost>;
 
@@ -49,4 +51,24 @@ export async function runPostRestoreChecklist(rb: Runbook, host: Host, o: PostRe
     }, o.timeout as never),
   );
   return post;
+}
+
+/**
+ * After a promotion: switch WAL and wait (briefly) until the new timeline's first segment is archived.
+ * Until it is, a restore that follows the newest timeline would replay the OLD timeline past the branch
+ * point. Returns a problem to report (archiving broken, e.g. a repo gone) instead of failing: the restored
+ * cluster is up, and undoing a good restore because archiving lags would be worse.
+ */
+export async function archiveNewTimeline(rb: Runbook, taskQueue: string, cluster: string, timeline: number | null): Promise<string | undefined> {
+  // One attempt, bounded: this is a check to report, not a step to retry for minutes.
+  const once = proxyActivities<Activities>({ taskQueue, startToCloseTimeout: '2m', retry: { maximumAttempts: 1 } });
+  try {
+    await rb.step(`Archive the first WAL segment of timeline ${timeline ?? '?'}`, async () => {
+      const { walFile } = await once.switchWal({ cluster });
+      await once.waitForWalArchived({ cluster, walFile, timeoutSeconds: 60 });
+    });
+    return undefined;
+  } catch (err) {
+    return `WAL archiving of the restored cluster does not work yet (${err instanceof Error ? rootMessage(err) : String(err)}): fix archive_command / the repositories, then take a full backup; until the new timeline's WAL is archived, a restore may follow the old timeline`;
+  }
 }
