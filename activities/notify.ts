@@ -27,6 +27,8 @@ export interface Notice {
   broadcast?: boolean;
   /** Extra facts shown as fields (e.g. "failing WAL" → name). */
   fields?: Record<string, string>;
+  /** Buttons under the message (their clicks come back through `pgdr slack-server`). */
+  buttons?: { actionId: string; text: string; value: string; style?: 'primary' | 'danger'; confirm?: string }[];
 }
 
 export interface NoticeResult {
@@ -63,6 +65,21 @@ export function noticeBlocks(n: Notice, url?: string): KnownBlock[] {
   if (facts.length) blocks.push({ type: 'section', fields: facts.slice(0, 10).map((f) => ({ type: 'mrkdwn', text: clip(f, 1900) })) });
   if (n.text) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: clip(n.text) } });
   if (n.error) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: clip(`*Error*\n\`\`\`${n.error}\`\`\``) } });
+  if (n.buttons?.length) {
+    blocks.push({
+      type: 'actions',
+      elements: n.buttons.map((b) => ({
+        type: 'button',
+        action_id: b.actionId,
+        text: { type: 'plain_text', text: b.text },
+        value: b.value,
+        ...(b.style ? { style: b.style } : {}),
+        ...(b.confirm
+          ? { confirm: { title: { type: 'plain_text', text: b.text }, text: { type: 'mrkdwn', text: clip(b.confirm, 290) }, confirm: { type: 'plain_text', text: b.text }, deny: { type: 'plain_text', text: 'Cancel' } } }
+          : {}),
+      })),
+    });
+  }
   if (url) blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `<${url}|Open in the Temporal UI>` }] });
   return blocks;
 }

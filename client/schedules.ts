@@ -17,14 +17,14 @@
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptionsStartWorkflowAction, type ScheduleSpec } from '@temporalio/client';
 import type { Duration, Workflow } from '@temporalio/common';
 import { createHash } from 'node:crypto';
-import type { LoadedConfig, ScheduleSpecConfig } from '../common/config';
+import type { ClusterConfig, LoadedConfig, ScheduleSpecConfig } from '../common/config';
 
-export const SCHEDULE_KINDS = ['full', 'diff', 'incr', 'expire', 'drill', 'freshness', 'archiveHealth'] as const;
+export const SCHEDULE_KINDS = ['full', 'diff', 'incr', 'expire', 'drill', 'freshness', 'archiveHealth', 'fullSiteDrill'] as const;
 export type ScheduleKind = (typeof SCHEDULE_KINDS)[number];
 export const SCHEDULE_PREFIX = 'pgdr:';
 
 /** The runbook each kind starts, with its input. */
-const ACTIONS: Record<ScheduleKind, { workflowType: string; input: (cluster: string) => object; describe: string; catchupWindow: string }> = {
+const ACTIONS: Record<ScheduleKind, { workflowType: string; input: (cluster: string, c: ClusterConfig) => object; describe: string; catchupWindow: string }> = {
   full: { workflowType: 'backup', input: (cluster) => ({ cluster, type: 'full' }), describe: 'full backup', catchupWindow: '6h' },
   diff: { workflowType: 'backup', input: (cluster) => ({ cluster, type: 'diff' }), describe: 'diff backup', catchupWindow: '2h' },
   incr: { workflowType: 'backup', input: (cluster) => ({ cluster, type: 'incr' }), describe: 'incr backup', catchupWindow: '30m' },
@@ -33,6 +33,13 @@ const ACTIONS: Record<ScheduleKind, { workflowType: string; input: (cluster: str
   drill: { workflowType: 'verifyDrill', input: (cluster) => ({ cluster }), describe: 'verification drill', catchupWindow: '6h' },
   freshness: { workflowType: 'backupFreshness', input: (cluster) => ({ cluster }), describe: 'backup freshness check', catchupWindow: '5m' },
   archiveHealth: { workflowType: 'archiveHealth', input: (cluster) => ({ cluster }), describe: 'WAL archive health check', catchupWindow: '5m' },
+  // Drill mode never touches production; its sign-offs still wait for people (fullSite.signOffTimeout).
+  fullSiteDrill: {
+    workflowType: 'fullSiteRecovery',
+    input: (cluster, c) => ({ cluster, targetHost: c.fullSite.drillHost ?? c.host, drill: true, reason: 'scheduled full-site DR drill', requestedBy: 'pgdr-schedule' }),
+    describe: 'full-site DR drill',
+    catchupWindow: '1d',
+  },
 };
 
 export interface OwnerMemo {
@@ -84,7 +91,7 @@ export function desiredSchedules(config: LoadedConfig): DesiredSchedule[] {
         timezone: 'UTC',
       };
       const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: (s.catchupWindow ?? a.catchupWindow) as Duration, pauseOnFailure: false as const };
-      const input = a.input(c.name);
+      const input = a.input(c.name, c);
       const summary = `Scheduled ${a.describe} of cluster ${c.name}`;
       const base = { workflowType: a.workflowType, input, taskQueue: config.temporal.taskQueue, spec, policies, summary };
       const fingerprint = createHash('sha256').update(JSON.stringify(base)).digest('hex').slice(0, 16);

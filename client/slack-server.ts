@@ -62,8 +62,11 @@ export function verifySlackSignature(o: {
 
 /** A parsed, signed button click. */
 export interface Click {
-  /** A vote, or 'check': the sign-off of the checklist item named in approvalId. */
-  decision: VoteDecision | 'check';
+  /**
+   * A vote; 'check': the sign-off of the checklist item named in approvalId; 'retry' / 'abort': the
+   * decision on a paused full-site recovery (approvalId holds the pause's start time).
+   */
+  decision: VoteDecision | 'check' | 'retry' | 'abort';
   workflowId: string;
   approvalId: string;
   userId: string;
@@ -89,7 +92,14 @@ export function parseClick(rawBody: string): { click: Click } | { ignore: string
   const actions = p.actions;
   if (!Array.isArray(actions) || actions.length !== 1) return { malformed: 'expected exactly one action' };
   const a = actions[0] as Record<string, unknown>;
-  const decision = a.action_id === SLACK_ACTION.approve ? 'approve' : a.action_id === SLACK_ACTION.reject ? 'reject' : a.action_id === SLACK_ACTION.check ? 'check' : undefined;
+  const byAction: Record<string, Click['decision']> = {
+    [SLACK_ACTION.approve]: 'approve',
+    [SLACK_ACTION.reject]: 'reject',
+    [SLACK_ACTION.check]: 'check',
+    [SLACK_ACTION.retry]: 'retry',
+    [SLACK_ACTION.abort]: 'abort',
+  };
+  const decision = typeof a.action_id === 'string' ? byAction[a.action_id] : undefined;
   if (!decision) return { ignore: `action ${JSON.stringify(a.action_id)} is not pgdr's` };
   const value = decodeButtonValue(a.value);
   if (!value) return { malformed: 'button value does not name a workflow and an approval' };
@@ -189,6 +199,34 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
     log.info({ workflowId: click.workflowId, item: click.approvalId, user: click.userId, ok: outcome.ok, reason: outcome.reason }, 'slack sign-off');
   }
 
+  /** Retry / abort of a paused full-site recovery, as the person behind the Slack user, bound to that pause. */
+  async function handleResume(click: Click, receivedAt: number): Promise<void> {
+    const by = personOf(click.userId, o.config.approvals.people);
+    const who = `${click.userName ?? click.userId} (${click.userId})`;
+    const args = click.decision === 'retry' ? { by, pause: click.approvalId, note: `retried from Slack by ${who}` } : { by, pause: click.approvalId, reason: `aborted from Slack by ${who}` };
+    let outcome: ClickOutcome;
+    try {
+      await withTimeout(
+        o.client.workflow.getHandle(click.workflowId).executeUpdate(click.decision, {
+          args: [args],
+          updateId: `slack-${click.messageTs}-${click.userId}-${click.actionTs ?? 'x'}-${click.decision}`.slice(0, 200),
+        }),
+        timeoutMs,
+        'the Temporal Update',
+      );
+      outcome = { click, ok: true, receivedAt, decidedAt: performance.now() };
+      await slackTarget(o.config, { retries: 2 })
+        ?.client.chat.postMessage({ channel: click.channel, thread_ts: click.messageTs, text: `${click.decision === 'retry' ? ':repeat: Retrying the step' : ':octagonal_sign: Aborted'} — <@${click.userId}>` })
+        .catch((err: Error) => log.warn({ err: err.message }, 'slack: could not confirm a retry/abort'));
+    } catch (err) {
+      const reason = err instanceof WorkflowUpdateFailedError ? rootCause(err) : `could not deliver it: ${rootCause(err)} — use \`pgdr dr ${click.decision}\``;
+      outcome = { click, ok: false, reason, receivedAt, decidedAt: performance.now() };
+      await tellRefused(click, `:no_entry: Your ${click.decision} was not recorded: ${reason}`);
+    }
+    o.onOutcome?.(outcome);
+    log.info({ workflowId: click.workflowId, decision: click.decision, user: click.userId, ok: outcome.ok, reason: outcome.reason }, 'slack retry/abort');
+  }
+
   /** Tell the clicker why nothing happened: ephemeral, else a thread reply. */
   async function tellRefused(click: Click, text: string): Promise<void> {
     const slack = slackTarget(o.config, { retries: 2 });
@@ -204,6 +242,7 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
 
   async function handleClick(click: Click, receivedAt: number): Promise<void> {
     if (click.decision === 'check') return handleSignOff(click, receivedAt);
+    if (click.decision === 'retry' || click.decision === 'abort') return handleResume(click, receivedAt);
     const args: VoteArgs = {
       approvalId: click.approvalId,
       by: click.userId,

@@ -18,8 +18,11 @@ export const APPROVE_UPDATE = 'approve';
 export const REJECT_UPDATE = 'reject';
 export const APPROVAL_STATE_QUERY = 'approvalState';
 
-/** Slack action ids: the two approval buttons, and the sign-off button of a checklist item (value {w, a: item id}). */
-export const SLACK_ACTION = { approve: 'pgdr_approve', reject: 'pgdr_reject', check: 'pgdr_check' } as const;
+/**
+ * Slack action ids: the two approval buttons, the sign-off button of a checklist item (value {w, a: item id}),
+ * and retry / abort of a paused full-site recovery (value {w, a: the pause's start time}).
+ */
+export const SLACK_ACTION = { approve: 'pgdr_approve', reject: 'pgdr_reject', check: 'pgdr_check', retry: 'pgdr_retry', abort: 'pgdr_abort' } as const;
 
 /** The policy the gate applies, resolved from the config by the `approvalPolicy` activity. */
 export interface ResolvedApprovalPolicy {

@@ -121,6 +121,8 @@ export const clusterSchema = z
         drill: scheduleSchema.default({ cron: '0 4 * * *', jitter: '15m' }),
         freshness: scheduleSchema.default({ every: '15m' }),
         archiveHealth: scheduleSchema.default({ every: '5m' }),
+        /** The quarterly full-site DR drill (fullSiteRecovery with drill: true onto fullSite.drillHost); off unless set. */
+        fullSiteDrill: scheduleSchema.default(false),
       })
       .strict()
       .default({}),
@@ -190,6 +192,8 @@ export const clusterSchema = z
         dnsSwitchCommand: z.array(z.string()).min(1).optional(),
         /** How long the runbook waits for people to sign off manual items before it pauses. */
         signOffTimeout: durationSchema.default('24h'),
+        /** The host a scheduled full-site drill rebuilds onto (default: the cluster's own host, in its scratch area). */
+        drillHost: identifier.optional(),
         /** How long a paused runbook waits for `retry` / `abort` before it stops by itself (with a report). */
         pauseTimeout: durationSchema.default('24h'),
       })

@@ -260,6 +260,38 @@ describe('approval through a Slack button', () => {
     assert.equal(((await w.result()) as DemoApprovalResult).ranAt.length, 1);
   });
 
+  test('a paused full-site recovery is retried and aborted with its Slack buttons; a stale button is refused', async () => {
+    // A DR drill onto host "nohost" (its worker: activities only), whose pgBackRest config does not exist:
+    // an automated check fails and the runbook pauses with Retry / Abort buttons.
+    await h.startWorker({ hosts: ['nohost'], workflows: false });
+    const w = await h.start('fullSiteRecovery', { cluster: 'main', targetHost: 'nohost', drill: true, reason: 'slack buttons', requestedBy: 'carol' });
+    started.push(w);
+    for (const item of ['host-provisioned', 'packages-installed', 'secrets-in-place']) {
+      await waitFor(`sign-off of ${item}`, () => w.executeUpdate('checkItem', { args: [{ item, by: 'dave' }] }).then(() => true, () => false));
+    }
+    const pauseMessages = () =>
+      slack.callsOf('chat.postMessage').filter((c) => JSON.stringify(c.fields.blocks ?? '').includes('pgdr_retry') && JSON.stringify(c.fields.blocks).includes(w.workflowId));
+    const buttonsOf = (c: SlackCall) => {
+      const els = (c.fields.blocks as { type: string; elements?: Button[] }[]).find((b) => b.type === 'actions')!.elements!;
+      return { retry: els.find((e) => e.action_id === 'pgdr_retry')!, abort: els.find((e) => e.action_id === 'pgdr_abort')! };
+    };
+    const first = buttonsOf(await waitFor('the pause alert with buttons', async () => pauseMessages()[0], 60_000));
+    assert.equal(first.abort.style, 'danger');
+    assert.ok(first.abort.confirm, 'abort asks for confirmation');
+    const at = { channel: CHANNEL, messageTs: '1700000000.888888' };
+    const retried = await postAction({ ...at, user: 'U0BOB', actionId: 'pgdr_retry', value: first.retry.value });
+    assert.equal(retried.outcome?.ok, true, retried.outcome?.reason);
+    // The step fails again: a second pause, with its own buttons; the first pause's buttons are stale now.
+    const second = buttonsOf(await waitFor('the second pause', async () => pauseMessages()[1], 60_000));
+    const stale = await postAction({ ...at, user: 'U0BOB', actionId: 'pgdr_abort', value: first.abort.value });
+    assert.equal(stale.outcome?.ok, false);
+    assert.match(stale.outcome!.reason!, /belongs to an earlier pause/);
+    const aborted = await postAction({ ...at, user: 'U0BOB', userName: 'bob.jones', actionId: 'pgdr_abort', value: second.abort.value });
+    assert.equal(aborted.outcome?.ok, true, aborted.outcome?.reason);
+    await assert.rejects(w.result(), (e: Error) => /aborted by bob at .*aborted from Slack by bob\.jones \(U0BOB\)/.test(String((e.cause as Error)?.message)));
+    assert.ok(slack.callsOf('chat.postMessage').some((c) => c.fields.thread_ts === at.messageTs && /Retrying the step/.test(String(c.fields.text))));
+  });
+
   test('refused clicks change nothing; 2-of-M needs two distinct approvers; clicks after the decision are refused', async () => {
     const w = await startDemo({ requestedBy: 'U0CAROL', reason: 'two of them', required: 2, rounds: 2 });
     const other = await startDemo({ requestedBy: 'carol', reason: 'another one' });

@@ -25,7 +25,11 @@ before(async () => {
   await h.startTemporal();
   main = await h.addCluster({ name: 'main' });
   // The worker applies the schedules at start (worker.applySchedules), like the embedded default does.
-  base = h.writeConfig({ worker: { metricsPort: 0, applySchedules: true } }, { main: { schedules: { incr: { every: '10m', jitter: '30s' } } } });
+  base = h.writeConfig(
+    { worker: { metricsPort: 0, applySchedules: true } },
+    // Every kind on, including the quarterly full-site DR drill (off by default).
+    { main: { schedules: { incr: { every: '10m', jitter: '30s' }, fullSiteDrill: { cron: '0 5 1 */3 *' } } } },
+  );
   await h.startWorker();
   await h.execute('setupStanza', { cluster: 'main' });
 });
@@ -63,6 +67,11 @@ describe('schedules apply', () => {
     const drill = await describeSchedule('pgdr:main:drill');
     assert.equal(drill.action.type === 'startWorkflow' && drill.action.workflowType, 'verifyDrill');
     assert.deepEqual(drill.action.type === 'startWorkflow' && drill.action.args, [{ cluster: 'main' }]);
+    const dr = await describeSchedule('pgdr:main:fullSiteDrill');
+    assert.equal(dr.action.type === 'startWorkflow' && dr.action.workflowType, 'fullSiteRecovery');
+    assert.deepEqual(dr.action.type === 'startWorkflow' && dr.action.args, [
+      { cluster: 'main', targetHost: 'main', drill: true, reason: 'scheduled full-site DR drill', requestedBy: 'pgdr-schedule' },
+    ]);
     const fresh = await describeSchedule('pgdr:main:freshness');
     assert.equal(fresh.spec.intervals?.[0].every, 15 * 60 * 1000);
     assert.equal(fresh.action.type === 'startWorkflow' && fresh.action.workflowType, 'backupFreshness');

@@ -87,9 +87,12 @@ export interface FullSiteRecoveryResult {
 export interface ResumeArgs {
   by: string;
   note?: string;
+  /** The pause this decision is for (its `since`; Slack buttons send it): a stale button is refused. */
+  pause?: string;
 }
 export interface AbortArgs {
   by: string;
+  pause?: string;
   reason: string;
 }
 export interface FullSiteState {
@@ -237,6 +240,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
       validator: (a) => {
         if (!a || typeof a !== 'object' || typeof a.by !== 'string' || !a.by.trim()) throw new Error('"by" is required: who retries');
         if (!paused) throw new Error('the runbook is not paused: nothing to retry');
+        if (a.pause && a.pause !== paused.since) throw new Error('this button belongs to an earlier pause; use the newest message');
         if (decision) throw new Error(`already decided: ${decision.action} by ${decision.by}`);
       },
     },
@@ -253,6 +257,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
         if (!a || typeof a !== 'object' || typeof a.by !== 'string' || !a.by.trim()) throw new Error('"by" is required: who aborts');
         if (typeof a.reason !== 'string' || !a.reason.trim()) throw new Error('"reason" is required: why the recovery is aborted');
         if (!paused) throw new Error('the runbook is not paused; abort works on a paused runbook (cancel the workflow to stop it otherwise)');
+        if (a.pause && a.pause !== paused.since) throw new Error('this button belongs to an earlier pause; use the newest message');
         if (decision) throw new Error(`already decided: ${decision.action} by ${decision.by}`);
       },
     },
@@ -289,7 +294,11 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
       runbook: 'fullSiteRecovery',
       step,
       error: p.error.slice(0, 1500),
-      text: `Fix the host, then \`pgdr dr retry ${wf} --as <you>\`, or \`pgdr dr abort ${wf} --as <you> --reason "…"\`.`,
+      text: `Fix the host, then \`pgdr dr retry ${wf} --as <you>\`, or \`pgdr dr abort ${wf} --as <you> --reason "…"\` — or the buttons.`,
+      buttons: [
+        { actionId: 'pgdr_retry', text: 'Retry the step', value: JSON.stringify({ w: wf, a: p.since }), style: 'primary' },
+        { actionId: 'pgdr_abort', text: 'Abort', value: JSON.stringify({ w: wf, a: p.since }), style: 'danger', confirm: `Stop the ${drill ? 'DR drill' : 'full-site recovery'} of ${req.cluster} at "${step}" and write the report?` },
+      ],
     });
     const decided = await condition(() => decision !== undefined, pauseTimeout as Duration, { summary: `paused: ${step}` });
     const made = decision as { action: 'retry' | 'abort'; by: string; note?: string } | undefined; // set by the Updates
