@@ -102,6 +102,7 @@ export function inPlaceActivities({ config }: ActivityDeps) {
       checkRun(input.run);
       const aside = asidePath(c, input.run);
       const alreadyMoved = existsSync(aside);
+      heartbeat({ moving: c.dataDir });
       if (!alreadyMoved) {
         if (!existsSync(`${c.dataDir}/PG_VERSION`)) throw ApplicationFailure.nonRetryable(`${c.dataDir} holds no data directory to move aside`, FAILURE.badInput);
         if (await postmasterRunning(c, c.dataDir)) {

@@ -149,8 +149,9 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
   let recovery: RecoveryReport | undefined;
   let post: Checklist | undefined;
   try {
-    await rb.step('Stop PostgreSQL (fast shutdown)', () => host.quick.stopCluster({ cluster: req.cluster }));
-    await rb.step(`Move the data directory aside to ${layout.aside}`, () => host.quick.moveDataDirAside({ cluster: req.cluster, run }));
+    // Heartbeating proxies from here on: a worker that dies in one of these steps is noticed in seconds.
+    await rb.step('Stop PostgreSQL (fast shutdown)', () => host.long.stopCluster({ cluster: req.cluster }));
+    await rb.step(`Move the data directory aside to ${layout.aside}`, () => host.long.moveDataDirAside({ cluster: req.cluster, run }));
 
     // 5. Restore into the original path, start, wait for promotion, check.
     await rb.step(`Restore ${target.description}`, () =>

@@ -15,7 +15,8 @@ export async function signOffWhenAsked(handle: WorkflowHandle, item: string, by:
         () => true,
         () => false,
       ),
-    opts.timeoutMs ?? 120_000,
+    // Generous: after a worker crash the runbook may need minutes to reach the item.
+    opts.timeoutMs ?? 600_000,
     250,
   );
 }
