@@ -1,0 +1,24 @@
+/**
+ * Named stop points for deterministic crash tests. In production PGDR_HOOK_DIR is unset and `stopPoint`
+ * returns at once. A test creates `<PGDR_HOOK_DIR>/<name>.hold`; the activity that reaches the point
+ * writes `<name>.reached` (with its pid) and waits, heartbeating, until the hold file is gone — so a
+ * test can SIGKILL the worker, cancel or reset the workflow exactly there. pgBackRest commands have the
+ * same protocol through test/helpers/pgbackrest-hook.sh (names `pgbackrest-<command>`).
+ */
+import { Context } from '@temporalio/activity';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export async function stopPoint(name: string): Promise<void> {
+  const dir = process.env.PGDR_HOOK_DIR;
+  if (!dir || !existsSync(join(dir, `${name}.hold`))) return;
+  writeFileSync(join(dir, `${name}.reached`), `${process.pid}\n`);
+  while (existsSync(join(dir, `${name}.hold`))) {
+    try {
+      Context.current().heartbeat({ stopPoint: name });
+    } catch {
+      /* not in an activity */
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
