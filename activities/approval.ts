@@ -54,6 +54,11 @@ export function approvalText(view: ApprovalView): string {
   return `${head[view.status]}: ${view.action} — requested by ${view.requestedBy}: ${view.reason} (workflow ${view.workflowId}, ${view.approvalId})`;
 }
 
+/** "a, b and c": everyone who decided (listOr is for who may still vote). */
+function listAnd(names: string[]): string {
+  return names.length <= 1 ? names.join('') : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+}
+
 function truncate(s: string, n: number): string {
   return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
 }
@@ -118,7 +123,7 @@ export function approvalBlocks(view: ApprovalView, url?: string): KnownBlock[] {
     const outcome =
       view.status === 'expired'
         ? `:hourglass: Expired at ${view.decidedAt ?? view.deadline} with no decision — the runbook stopped and nothing destructive was done.`
-        : `${view.status === 'approved' ? ':white_check_mark: Approved' : ':x: Rejected'} by ${listOr((view.decidedBy ?? []).map((b) => who(view.votes.find((v) => v.by === b) ?? { by: b })))} at ${view.decidedAt}.`;
+        : `${view.status === 'approved' ? ':white_check_mark: Approved' : ':x: Rejected'} by ${listAnd((view.decidedBy ?? []).map((b) => who(view.votes.find((v) => v.by === b) ?? { by: b })))} at ${view.decidedAt}.`;
     blocks.push({ type: 'section', text: { type: 'mrkdwn', text: outcome } });
   }
   blocks.push({

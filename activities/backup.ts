@@ -3,10 +3,12 @@
  * cluster (`pgdr-host-<host>`), as the cluster's OS user.
  */
 import { ApplicationFailure, Context, sleep } from '@temporalio/activity';
-import type { ArchiveSettingsReport, BackupSet, BackupType, RestorePointRecord, StanzaInfo } from '../common/types';
+import { ANNOTATION, type ArchiveSettingsReport, type BackupSet, type BackupType, type RestorePointRecord, type StanzaInfo } from '../common/types';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, PGBR_ERROR, failureFor, pgbackrest, stanzaInfo } from './pgbackrest';
 import { archiveSettings, archiverStats, query, serverState, walFileFor } from './postgres';
+import { killStrayPgBackRest } from './restore';
+import { stopPoint } from './stop-points';
 
 export interface TakeBackupInput {
   cluster: string;
@@ -56,18 +58,41 @@ export function backupActivities({ config }: ActivityDeps) {
     /**
      * `pgbackrest backup`. Heartbeats with the percentage pgBackRest reports; a cancelled activity kills
      * pgBackRest's whole process group. Returns the new set's label.
+     *
+     * Never twice for one workflow run: every set is annotated `pgdr-run=<run>` (the caller's value, else the
+     * Temporal run id). Each attempt first kills a pgBackRest backup of this run still going (an earlier
+     * attempt's, left by a dead worker: it runs in its own process group), then reuses a set this run already
+     * finished. A snapshot name already on another set is refused before pgBackRest runs.
      */
-    async takeBackup(input: TakeBackupInput): Promise<{ label: string; durationMs: number }> {
+    async takeBackup(input: TakeBackupInput): Promise<{ label: string; durationMs: number; reused: boolean }> {
       const c = cluster(input.cluster);
+      const { workflowExecution, activityId } = Context.current().info;
+      const run = input.annotations[ANNOTATION.runId] ?? workflowExecution?.runId ?? activityId;
+      const annotations: Record<string, string> = { ...input.annotations, [ANNOTATION.runId]: run };
       const options = [`--type=${input.type}`, `--process-max=${c.backup.processMax}`];
       if (input.repo) options.push(`--repo=${input.repo}`);
-      for (const [k, v] of Object.entries(input.annotations)) options.push(`--annotation=${k}=${v}`);
+      for (const [k, v] of Object.entries(annotations)) options.push(`--annotation=${k}=${v}`);
+      await killStrayPgBackRest('backup', [`--config=${c.pgbackrestConfig}`, `--stanza=${c.stanza}`, `--annotation=${ANNOTATION.runId}=${run}`]);
+
+      /** The set this run already made, or undefined; throws when the snapshot name is taken by another set. */
+      const madeByThisRun = async () => {
+        const sets = (await stanzaInfo(c, { repo: input.repo })).sets;
+        const mine = sets.find((s) => s.annotations[ANNOTATION.runId] === run);
+        if (mine) return mine;
+        const snapshot = annotations[ANNOTATION.snapshot];
+        const clash = snapshot && sets.find((s) => s.annotations[ANNOTATION.snapshot] === snapshot);
+        if (clash) throw ApplicationFailure.nonRetryable(`snapshot "${snapshot}" already exists: backup set ${clash.label} (${clash.stoppedAt}); pick another name`, FAILURE.badInput);
+        return undefined;
+      };
+
       // Never two backups on one stanza: when another backup or expire holds the stanza lock, wait here
       // (heartbeating, so the UI shows why) and start as soon as it is free.
       let percent = 0;
       let waitingSince: number | undefined;
       let res;
       for (;;) {
+        const done = await madeByThisRun();
+        if (done) return { label: done.label, durationMs: 0, reused: true };
         res = await pgbackrest(c, 'backup', {
           options,
           logLevel: 'detail',
@@ -85,7 +110,8 @@ export function backupActivities({ config }: ActivityDeps) {
       if (!label) {
         throw ApplicationFailure.nonRetryable(`pgbackrest backup finished but printed no backup label:\n${res.stdout.slice(-500)}`, FAILURE.failed);
       }
-      return { label, durationMs: res.durationMs };
+      await stopPoint('backup-taken');
+      return { label, durationMs: res.durationMs, reused: false };
     },
 
     /** The stanza as `pgbackrest info` sees it, with the recoverable window. */

@@ -13,6 +13,7 @@ import { FAILURE, lastLines } from './pgbackrest';
 import { query, type PgTarget } from './postgres';
 import { run } from './process';
 import { slackTarget, workflowUrl } from './slack';
+import { stopPoint } from './stop-points';
 
 /** "schema.table" → "\"schema\".\"table\"" */
 export function quoteIdent(name: string): string {
@@ -46,6 +47,9 @@ export interface RestoreSettings {
   applications: ChecklistItemConfig[];
   rto: { singleDatabase: string; pitr: string; fullSite: string };
   drillTables: string[];
+  preChecklistTimeout: string;
+  postChecklistTimeout: string;
+  pauseTimeout: string;
 }
 
 export function checkActivities({ config }: ActivityDeps) {
@@ -84,6 +88,9 @@ export function checkActivities({ config }: ActivityDeps) {
         applications: c.applications,
         rto: c.rto,
         drillTables: c.drill.tables,
+        preChecklistTimeout: c.restore.preChecklistTimeout,
+        postChecklistTimeout: c.restore.postChecklistTimeout,
+        pauseTimeout: c.restore.pauseTimeout,
       };
     },
 
@@ -95,6 +102,7 @@ export function checkActivities({ config }: ActivityDeps) {
     async postRestoreCheck(input: { cluster: string; item: string; at?: CheckTarget }): Promise<CheckResult> {
       const c = cluster(input.cluster);
       const t: PgTarget = input.at ? { ...c, port: input.at.port, socketDir: input.at.socketDir, dataDir: input.at.dataDir } : c;
+      await stopPoint(`postRestoreCheck:${input.item}`);
       switch (input.item) {
         case 'connectivity': {
           const [r] = await query<{ one: number; v: string }>(t, "SELECT 1 AS one, current_setting('server_version') AS v");

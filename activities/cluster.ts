@@ -32,6 +32,7 @@ export function clusterActivities({ config }: ActivityDeps) {
         repos,
         processMax: c.backup.processMax,
         backupTimeout: c.backup.timeout,
+        heartbeatTimeout: config.worker.heartbeatTimeout,
       };
     },
   };

@@ -7,82 +7,27 @@
  * target) and the `pgdr-verified` annotation of the set it proved.
  */
 import { ApplicationFailure, Context, sleep } from '@temporalio/activity';
-import { statfsSync } from 'node:fs';
-import { join } from 'node:path';
-import type { ClusterConfig, ValidationQuery } from '../common/config';
-import type { DrillTarget, PreflightReport, RpoMarker, ValidationCheck, ValidationReport, VerifyReport } from '../common/drill';
-import { resolveRestoreTarget } from '../common/restore-target';
+import { readFileSync, statfsSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Client, type QueryConfig } from 'pg';
+import type { ClusterConfig } from '../common/config';
+import { scratchSpaceNeeded, type DrillTarget, type PreflightReport, type RpoMarker, type ValidationCheck, type ValidationReport, type VerifyReport } from '../common/drill';
+import { parseTargetTime, resolveRestoreTarget } from '../common/restore-target';
 import type { BackupSet } from '../common/types';
 import { makeOwnedDir } from '../worker/local-cluster';
 import { requireCluster, type ActivityDeps } from './context';
-import { FAILURE, pgbackrest, stanzaInfo } from './pgbackrest';
-import { archiverStats, query, serverState, type PgTarget } from './postgres';
+import { FAILURE, parseVerifyOutput, pgbackrest, stanzaInfo, verifyFailure } from './pgbackrest';
+import { archiverStats, connectionOptions, query, serverState, type PgTarget } from './postgres';
 import { run } from './process';
 import { restoredTarget, scratchLayout, scratchRoot } from './restore';
+import { stopPoint } from './stop-points';
 import { recordDrillResult } from './metrics';
 
 // ---------------------------------------------------------------------------------------------------------
 // pgbackrest verify
 
-/** Parse `pgbackrest verify --log-level-console=detail` output. Pure (unit-testable). */
-export function parseVerifyOutput(text: string): Omit<VerifyReport, 'durationMs'> {
-  const problems: string[] = [];
-  const badFiles: { set: string | null; file: string; problem: string }[] = [];
-  // "P01   INFO: invalid checksum '20261121-193148F/pg_data/base/5/2655.gz'" (also "file missing", "invalid size" …)
-  for (const m of text.matchAll(/(?:INFO|WARN|DETAIL|ERROR)[^:]*:\s*((?:invalid|missing|file missing|checksum|unable to)[^'\n]*?)\s*'([^']+)'/gi)) {
-    const path = m[2];
-    const set = /^(\d{8}-\d{6}F(?:_\d{8}-\d{6}[DI])?)\//.exec(path)?.[1] ?? null;
-    badFiles.push({ set, file: set ? path.slice(set.length + 1) : path, problem: m[1].trim() });
-  }
-  // The summary block: "backup: <label>, status: invalid, …" followed by indented counters.
-  const invalidSets: { label: string; status: string; details: string[] }[] = [];
-  const lines = text.split('\n');
-  let stanzaStatus: string | null = null;
-  for (let i = 0; i < lines.length; i++) {
-    const st = /^\s*(?:.*INFO: stanza: \S+\s*)?status: (\S+)/.exec(lines[i]);
-    if (st && !/backup:|archiveId:/.test(lines[i])) stanzaStatus = st[1];
-    const b = /backup: (\S+), status: ([^,]+)/.exec(lines[i]);
-    if (b && b[2].trim() !== 'valid') {
-      const details: string[] = [];
-      for (let j = i + 1; j < lines.length && /^\s+[a-z][a-z ]+: \d+/.test(lines[j]) && !/backup:|archiveId:/.test(lines[j]); j++) details.push(lines[j].trim());
-      invalidSets.push({ label: b[1].replace(/,$/, ''), status: b[2].trim(), details });
-    }
-    const a = /archiveId: (\S+), total WAL checked: \d+, total valid WAL: \d+/.exec(lines[i]);
-    if (a) {
-      for (let j = i + 1; j < lines.length && /^\s+[a-z][a-z ]+: \d+/.test(lines[j]); j++) problems.push(`WAL of ${a[1].replace(/,$/, '')}: ${lines[j].trim()}`);
-    }
-  }
-  // WAL ranges (detail): a gap between two ranges of one archive id and timeline means missing segments.
-  const ranges = [...text.matchAll(/archiveId: (\S+), wal start: ([0-9A-F]{24}), wal stop: ([0-9A-F]{24})/g)].map((m) => ({
-    archiveId: m[1].replace(/,$/, ''),
-    start: m[2],
-    stop: m[3],
-  }));
-  const gaps: string[] = [];
-  for (let i = 1; i < ranges.length; i++) {
-    const a = ranges[i - 1];
-    const b = ranges[i];
-    if (a.archiveId === b.archiveId && a.stop.slice(0, 8) === b.start.slice(0, 8)) {
-      gaps.push(`WAL missing in ${a.archiveId} after ${a.stop} up to ${b.start} (exclusive)`);
-    }
-  }
-  for (const s of invalidSets) {
-    const files = badFiles.filter((f) => f.set === s.label).map((f) => `${f.file} (${f.problem})`);
-    problems.push(`backup set ${s.label}: ${s.status}${s.details.length ? ` (${s.details.join(', ')})` : ''}${files.length ? ` — ${files.join('; ')}` : ''}`);
-  }
-  for (const f of badFiles.filter((x) => !x.set || !invalidSets.some((s) => s.label === x.set))) {
-    problems.push(`${f.set ? `backup set ${f.set}: ` : ''}${f.file}: ${f.problem}`);
-  }
-  problems.push(...gaps);
-  if (!problems.length && stanzaStatus && stanzaStatus !== 'ok') problems.push(`verify reported status "${stanzaStatus}"`);
-  return {
-    ok: problems.length === 0,
-    problems,
-    badFiles,
-    invalidSets: invalidSets.map((s) => s.label),
-    walRanges: ranges.map((r) => `${r.archiveId}: ${r.start} → ${r.stop}`),
-  };
-}
+// Parsed in pgbackrest.ts; exported here too for the drill's callers.
+export { parseVerifyOutput };
 
 // ---------------------------------------------------------------------------------------------------------
 // Tables: where each configured table lives on production.
@@ -144,11 +89,133 @@ async function countRows(t: PgTarget, tables: TableLocation[]): Promise<Record<s
   return counts;
 }
 
+/** A connection for a transaction that spans statements (query() opens one per statement). */
+async function connect(t: PgTarget, database?: string, user?: string): Promise<Client> {
+  const client = new Client({ ...connectionOptions(t, database), ...(user ? { user } : {}) });
+  await client.connect();
+  return client;
+}
+
+/** How long a SHARE lock on a drill table may wait for writers (below the default deadlock_timeout of 1 s). */
+const COUNT_LOCK_TIMEOUT = '500ms';
+
+/**
+ * The target time and the row counts of the drill tables in ONE consistent view. SHARE locks on the tables
+ * (in every database that holds one) wait until their writers have ended and hold new writers off for a
+ * few milliseconds, while each database's snapshot is exported and the time is taken: every write to the
+ * tables committed before that time is in the snapshots, none commits until after it. A restore to that
+ * time therefore holds exactly the counted rows. Counting runs in the imported snapshots after the locks
+ * are released, so a big table does not stall production for the length of a count.
+ */
+async function countAtTarget(c: ClusterConfig, tables: TableLocation[]): Promise<{ at: Date; counts: Record<string, number> }> {
+  if (!tables.length) return { at: (await query<{ at: Date }>(c, 'SELECT clock_timestamp() AS at'))[0].at, counts: {} };
+  const dbs = [...new Set(tables.map((t) => t.database))];
+  for (let attempt = 1; ; attempt++) {
+    const clients: Client[] = [];
+    const open = async (db: string) => {
+      const cl = await connect(c, db);
+      clients.push(cl);
+      return cl;
+    };
+    try {
+      const lockers = new Map<string, Client>();
+      for (const db of dbs) {
+        const cl = await open(db);
+        await cl.query(`BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL lock_timeout = '${COUNT_LOCK_TIMEOUT}'`);
+        await cl.query(`LOCK TABLE ${tables.filter((t) => t.database === db).map((t) => t.sql).join(', ')} IN SHARE MODE`);
+        lockers.set(db, cl);
+      }
+      const snapshots = new Map<string, string>();
+      for (const [db, cl] of lockers) snapshots.set(db, (await cl.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0].s);
+      const [{ at }] = (await lockers.get(dbs[0])!.query<{ at: Date }>('SELECT clock_timestamp() AS at')).rows;
+      const readers = new Map<string, Client>();
+      for (const db of dbs) {
+        const cl = await open(db);
+        await cl.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        await cl.query(`SET TRANSACTION SNAPSHOT '${snapshots.get(db)!.replace(/'/g, "''")}'`);
+        readers.set(db, cl);
+      }
+      for (const cl of lockers.values()) await cl.query('COMMIT');
+      const counts: Record<string, number> = {};
+      for (const tl of tables) counts[tl.table] = Number((await readers.get(tl.database)!.query<{ n: string }>(`SELECT count(*) AS n FROM ${tl.sql}`)).rows[0].n);
+      return { at, counts };
+    } catch (e) {
+      // 55P03 lock_not_available: a long writer holds a table; try again rather than queue writers behind us.
+      if ((e as { code?: string }).code !== '55P03') throw e;
+      if (attempt >= 20) throw ApplicationFailure.retryable(`drill tables ${tables.map((t) => t.table).join(', ')} stayed locked by writers for ${attempt} tries of ${COUNT_LOCK_TIMEOUT}: cannot count them consistently`, 'DrillTablesBusy');
+      Context.current().heartbeat({ waitingForLock: attempt });
+      await sleep(500);
+    } finally {
+      await Promise.all(clients.map((cl) => cl.end().catch(() => undefined)));
+    }
+  }
+}
+
 const USER_TABLES_SQL = "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')";
 
 // ---------------------------------------------------------------------------------------------------------
 
 export const MARKER_TABLE = 'pgdr.drill_marker';
+
+function freeBytes(path: string): number {
+  const fs = statfsSync(path);
+  return Number(fs.bavail) * Number(fs.bsize);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Validation queries run as a role that cannot harm the host: no superuser (so no COPY … TO PROGRAM, no
+// server files), pg_read_all_data only, one statement in a READ ONLY transaction.
+
+export const VALIDATOR_ROLE = 'pgdr_drill_validator';
+
+/**
+ * Create (or defang, when production had one) the validator role in the throw-away copy and let it log in
+ * on the copy's own socket: a trust line on top of the copy's pg_hba.conf, reloaded. Refuses to edit an
+ * hba file outside the copy's data directory.
+ */
+async function prepareValidator(copy: PgTarget, databases: string[]): Promise<void> {
+  const [{ hba_file: hba }] = await query<{ hba_file: string }>(copy, 'SHOW hba_file');
+  if (!resolve(hba).startsWith(`${resolve(copy.dataDir)}/`)) throw new Error(`the copy's hba_file ${hba} lies outside its data directory ${copy.dataDir}; pgdr does not edit it`);
+  await query(
+    copy,
+    `DO $$
+     DECLARE r record;
+     BEGIN
+       IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${VALIDATOR_ROLE}') THEN CREATE ROLE ${VALIDATOR_ROLE}; END IF;
+       ALTER ROLE ${VALIDATOR_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+       ALTER ROLE ${VALIDATOR_ROLE} RESET ALL;
+       FOR r IN SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = '${VALIDATOR_ROLE}' LOOP
+         EXECUTE format('REVOKE %I FROM ${VALIDATOR_ROLE}', r.rolname);
+       END LOOP;
+       GRANT pg_read_all_data TO ${VALIDATOR_ROLE};
+       ALTER ROLE ${VALIDATOR_ROLE} SET default_transaction_read_only = on;
+     END $$`,
+  );
+  for (const db of new Set(databases)) await query(copy, `GRANT CONNECT ON DATABASE ${quoteIdent(db)} TO ${VALIDATOR_ROLE}`);
+  const line = `local all ${VALIDATOR_ROLE} trust`;
+  const text = readFileSync(hba, 'utf8');
+  if (!text.startsWith(`${line}\n`)) writeFileSync(hba, `${line}\n${text}`);
+  await query(copy, 'SELECT pg_reload_conf()');
+}
+
+/** One validation statement as the validator, in a READ ONLY transaction (extended protocol: one statement). */
+async function validatorQuery(copy: PgTarget, sql: string, database?: string): Promise<Record<string, unknown>[]> {
+  let client: Client | undefined;
+  // The postmaster applies the reloaded pg_hba.conf a moment after pg_reload_conf().
+  for (let i = 0; !client; i++) {
+    client = await connect(copy, database, VALIDATOR_ROLE).catch(async (e: { code?: string }) => {
+      if (i >= 25 || (e.code !== '28000' && e.code !== '28P01')) throw e;
+      await sleep(200);
+      return undefined;
+    });
+  }
+  try {
+    await client.query('BEGIN TRANSACTION READ ONLY');
+    return (await client.query({ text: sql, queryMode: 'extended' } as QueryConfig)).rows;
+  } finally {
+    await client.end().catch(() => undefined); // ends the transaction without committing anything
+  }
+}
 
 export function drillActivities({ config }: ActivityDeps) {
   const cluster = (name: string) => requireCluster(config, name);
@@ -179,29 +246,22 @@ export function drillActivities({ config }: ActivityDeps) {
       const options = input.repo ? [`--repo=${input.repo}`] : [];
       const res = await pgbackrest(c, 'verify', { options, logLevel: 'detail' });
       const report = { ...parseVerifyOutput(`${res.stdout}\n${res.stderr}`), durationMs: res.durationMs };
-      if (!report.ok) {
-        throw ApplicationFailure.nonRetryable(
-          `pgbackrest verify found damage in the repository of stanza "${c.stanza}"${input.repo ? ` (repo${input.repo})` : ''}: ${report.problems.join('; ')}`,
-          FAILURE.repoDamaged,
-          report,
-        );
-      }
+      const failure = verifyFailure(c.stanza, input.repo, report);
+      if (failure) throw failure;
       return report;
     },
 
     /**
-     * RPO proof: a marker row committed on production, then the target time (after the commit), the row
-     * counts of the drill tables as of that moment, and a second marker after the target; then a WAL
-     * switch and a wait until the segment is archived.
+     * RPO proof: a marker row committed on production, then the target time (after the commit) and the row
+     * counts of the drill tables in one consistent view (countAtTarget), and a second marker after the
+     * target; then a WAL switch and a wait until the segment is archived.
      */
     async writeRpoMarker(input: { cluster: string; drill: string; target?: string; timeoutSeconds?: number }): Promise<RpoMarker> {
       const c = cluster(input.cluster);
       await query(c, `CREATE SCHEMA IF NOT EXISTS pgdr; CREATE TABLE IF NOT EXISTS ${MARKER_TABLE} (id bigserial PRIMARY KEY, drill text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
       const [before] = await query<{ id: string; at: Date }>(c, `INSERT INTO ${MARKER_TABLE} (drill) VALUES ($1) RETURNING id, at`, [`${input.drill}:before`]);
       await sleep(20);
-      const [t] = await query<{ at: Date }>(c, 'SELECT clock_timestamp() AS at');
-      const tables = await locateTables(c, c.drill.tables);
-      const counts = await countRows(c, tables);
+      const { at, counts } = await countAtTarget(c, await locateTables(c, c.drill.tables));
       await sleep(20);
       const [after] = await query<{ id: string; at: Date }>(c, `INSERT INTO ${MARKER_TABLE} (drill) VALUES ($1) RETURNING id, at`, [`${input.drill}:after`]);
       const [w] = await query<{ f: string }>(c, 'SELECT pg_walfile_name(pg_current_wal_insert_lsn()) AS f');
@@ -215,7 +275,9 @@ export function drillActivities({ config }: ActivityDeps) {
         await sleep(250);
       }
       // A target given by the user (in the past) is what the copy must reach; else the moment just taken.
-      const target = input.target ? new Date(Date.parse(input.target)).toISOString() : t.at.toISOString();
+      const given = input.target ? parseTargetTime(input.target) : undefined;
+      if (given && !given.ok) throw ApplicationFailure.nonRetryable(given.message, FAILURE.badInput);
+      const target = given ? given.iso : at.toISOString();
       const [{ n, last }] = await query<{ n: string; last: string | null }>(c, `SELECT count(*) AS n, max(id) AS last FROM ${MARKER_TABLE} WHERE at <= $1`, [target]);
       return {
         beforeId: Number(before.id),
@@ -253,13 +315,23 @@ export function drillActivities({ config }: ActivityDeps) {
       if (set.error) throw bad(`backup set ${set.label} was taken with errors (pgBackRest flagged it); it cannot prove anything`);
       const root = scratchRoot(c);
       makeOwnedDir(root, c.osUser, 0o755);
-      const fs = statfsSync(root);
-      const free = Number(fs.bavail) * Number(fs.bsize);
-      const needed = Math.ceil(set.size * (1 + c.drill.diskMargin));
-      if (free < needed) {
-        throw bad(`not enough free space in ${root}: backup set ${set.label} needs ${needed} bytes (restore size ${set.size} + ${Math.round(c.drill.diskMargin * 100)} %), ${free} free`);
+      const free = freeBytes(root);
+      // Recovery restores (and replays) every WAL segment from the set's start to where it stops.
+      const walEnd = (t?.type ?? 'immediate') === 'immediate' ? set.walStop : w.walMax;
+      const need = scratchSpaceNeeded(set.size, set.walStart, walEnd, c.drill.diskMargin);
+      if (free < need.neededBytes) {
+        throw bad(
+          `not enough free space in ${root}: backup set ${set.label} needs ${need.neededBytes} bytes (restore size ${set.size} + ${Math.round(c.drill.diskMargin * 100)} % + WAL to restore and replay ${need.walBytes} bytes: ${need.walSegments} segment(s) ${set.walStart} → ${walEnd}), ${free} free`,
+        );
       }
-      return { set, window: w, scratchRoot: root, scratchDir: scratchLayout(c, input.scratch).dir, freeBytes: free, neededBytes: needed };
+      await stopPoint('drillPreflight:after');
+      return { set, window: w, scratchRoot: root, scratchDir: scratchLayout(c, input.scratch).dir, freeBytes: free, neededBytes: need.neededBytes, walBytes: need.walBytes };
+    },
+
+    /** Free space where the cluster's scratch copies live (for a disk-full failure message). */
+    async scratchSpace(input: { cluster: string }): Promise<{ path: string; freeBytes: number }> {
+      const root = scratchRoot(cluster(input.cluster));
+      return { path: root, freeBytes: freeBytes(root) };
     },
 
     /**
@@ -275,7 +347,6 @@ export function drillActivities({ config }: ActivityDeps) {
       /** Exact production counts as of the target (RPO marker); else production is counted now. */
       exactCounts?: Record<string, number>;
       marker?: RpoMarker;
-      validations?: ValidationQuery[];
       /** Upper bound of what the copy can hold (target or set stop time) for the migrations check. */
       pointInTime?: string;
     }): Promise<ValidationReport> {
@@ -352,9 +423,13 @@ export function drillActivities({ config }: ActivityDeps) {
         });
       }
 
-      for (const v of [...c.drill.validations, ...(input.validations ?? [])]) {
+      // Configured queries only, as a read-only non-superuser: a query must not be a shell on the host.
+      const validator = c.drill.validations.length ? prepareValidator(copy, c.drill.validations.map((v) => v.database ?? c.database)).then(() => null, (e: Error) => e) : null;
+      for (const v of c.drill.validations) {
         await check(`Query "${v.name}"`, async () => {
-          const rows = await query<Record<string, unknown>>(copy, v.sql, [], v.database);
+          const setupError = await validator;
+          if (setupError) throw new Error(`cannot run it as the read-only role ${VALIDATOR_ROLE}: ${setupError.message}`);
+          const rows = await validatorQuery(copy, v.sql, v.database);
           const first = rows[0] ? Object.values(rows[0])[0] : undefined;
           const got = first instanceof Date ? first.toISOString() : first === undefined || first === null ? String(first) : String(first);
           return { ok: got === v.expect, detail: `got ${JSON.stringify(got)}, expected ${JSON.stringify(v.expect)}` };

@@ -14,6 +14,7 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renam
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { ClusterConfig } from '../common/config';
+import { pgConfLines } from '../common/conf-value';
 import { makeOwnedDir } from '../worker/local-cluster';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, failureFor, lastLines, parseInfoJson, PGBACKREST_BIN, pgbackrest, secretEnv } from './pgbackrest';
@@ -70,11 +71,9 @@ export type TargetRecovery = RecoveryReport & { dataDir: string };
 
 const CLAIM_PREFIX = '.pgdr-full-site-';
 
-const quoteConf = (v: string) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
-
 /** Append settings to postgresql.auto.conf (the last occurrence of a setting wins). */
 function appendAutoConf(dataDir: string, settings: Record<string, string>): void {
-  const lines = ['', '# --- pgdr: full-site recovery, settings of this host ---', ...Object.entries(settings).map(([k, v]) => `${k} = ${/^\d+$/.test(v) ? v : quoteConf(v)}`), ''];
+  const lines = ['', '# --- pgdr: full-site recovery, settings of this host ---', ...pgConfLines(settings), ''];
   appendFileSync(join(dataDir, 'postgresql.auto.conf'), lines.join('\n'));
 }
 

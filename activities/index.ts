@@ -15,6 +15,7 @@ import { checkActivities } from './checks';
 import { healthActivities, policyActivities } from './health';
 import { approvalActivities } from './approval';
 import { fullSiteActivities } from './full-site';
+import { runActivities } from './owned-dirs';
 
 export function createActivities(config: LoadedConfig) {
   const deps = { config };
@@ -31,6 +32,7 @@ export function createActivities(config: LoadedConfig) {
     ...policyActivities(deps),
     ...approvalActivities(deps),
     ...fullSiteActivities(deps),
+    ...runActivities(),
   };
 }
 

@@ -9,6 +9,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { readFileSync } from 'node:fs';
 import type { ClusterConfig } from '../common/config';
+import type { VerifyReport } from '../common/drill';
 import { timelineOf, type BackupSet, type BackupType, type RecoverableWindow, type StanzaInfo, type TimelineSwitch } from '../common/types';
 import { run, type RunResult } from './process';
 
@@ -41,6 +42,8 @@ export const FAILURE = {
   badInput: 'BadInput',
   /** verify found damage in the repository. */
   repoDamaged: 'RepoDamaged',
+  /** pgBackRest could not read or write a file or folder ("[13] Permission denied"): fix owner/permissions; not damage. */
+  accessDenied: 'AccessDenied',
 } as const;
 
 export interface PgBackRestError {
@@ -68,10 +71,14 @@ export function failureFor(command: string, stanza: string, res: RunResult): App
       { code },
     );
   }
-  const detail = err ? `[${String(err.code).padStart(3, '0')}] ${err.message}${err.hint ? ` (hint: ${err.hint})` : ''}` : lastLines(res.stderr || res.stdout, 5) || `exit code ${res.exitCode}`;
+  const detail = err ? `[${pad3(err.code)}] ${err.message}${err.hint ? ` (hint: ${err.hint})` : ''}` : lastLines(res.stderr || res.stdout, 5) || `exit code ${res.exitCode}`;
+  const details = { code, error: err?.message ?? null, hint: err?.hint ?? null };
+  if (isAccessProblem(detail)) {
+    return ApplicationFailure.nonRetryable(`pgbackrest ${command} failed for stanza "${stanza}": access denied (owner/permissions, not damage): ${detail}`, FAILURE.accessDenied, details);
+  }
   const message = `pgbackrest ${command} failed for stanza "${stanza}": ${detail}`;
-  if (RETRYABLE.has(code)) return ApplicationFailure.retryable(message, FAILURE.failed, { code });
-  return ApplicationFailure.nonRetryable(message, FAILURE.rejected, { code });
+  if (RETRYABLE.has(code)) return ApplicationFailure.retryable(message, FAILURE.failed, details);
+  return ApplicationFailure.nonRetryable(message, FAILURE.rejected, details);
 }
 
 export function lastLines(text: string, n: number): string {
@@ -290,4 +297,121 @@ export async function timelineHistory(cluster: ClusterConfig, info: StanzaInfo, 
   const file = `archive/${cluster.stanza}/${archiveId}/${current.toString(16).toUpperCase().padStart(8, '0')}.history`;
   const res = await pgbackrest(cluster, 'repo-get', { options: repoOpt, params: [file], allowFailure: true });
   return { current, history: res.exitCode === 0 ? parseTimelineHistory(res.stdout) : [] };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// verify
+
+/** A file `verify` could not prove: a file of a backup set, or a WAL segment. */
+export interface VerifyBadFile {
+  /** The backup set, or null for WAL and unknown paths. */
+  set: string | null;
+  /** WAL: the archive id ("15-1"). */
+  archiveId?: string;
+  /** The path inside the set, or the WAL segment name. */
+  file: string;
+  /** pgBackRest's reason: "invalid checksum", "unexpected eof in compressed data", "unable to open file '…' for read: [13] Permission denied". */
+  problem: string;
+  /** pgBackRest's error code when reading the file raised one ("[29] raised from local-1 protocol: …"). */
+  code?: number;
+  /** Unreadable (permissions): an access problem, which says nothing about the file's content. */
+  access: boolean;
+}
+
+export interface VerifyOutput extends Omit<VerifyReport, 'durationMs' | 'badFiles'> {
+  badFiles: VerifyBadFile[];
+  /** Something is damaged or missing (false when every problem is an access problem). */
+  damaged: boolean;
+}
+
+const SET_PATH_RE = /^(\d{8}-\d{6}F(?:_\d{8}-\d{6}[DI])?)\/(.+)$/;
+const WAL_PATH_RE = /^(\d+-\d+)\/[0-9A-F]{16}\/([0-9A-F]{24})(?:-[0-9a-f]{40})?(?:\.\w+)?$/;
+
+/** An access problem (permissions), as opposed to damage: "[13] Permission denied", "[1] Operation not permitted". */
+export const isAccessProblem = (text: string) => /Permission denied|Operation not permitted|\[13\]/i.test(text);
+
+const pad3 = (code: number) => String(code).padStart(3, '0');
+const fileProblem = (f: VerifyBadFile) => `${f.code !== undefined ? `[${pad3(f.code)}] ` : ''}${f.problem}`;
+
+function badFile(path: string, problem: string, code?: number): VerifyBadFile {
+  const s = SET_PATH_RE.exec(path);
+  const w = s ? null : WAL_PATH_RE.exec(path);
+  return {
+    set: s?.[1] ?? null,
+    ...(w ? { archiveId: w[1] } : {}),
+    file: s?.[2] ?? w?.[2] ?? path,
+    problem,
+    ...(code !== undefined ? { code } : {}),
+    access: isAccessProblem(problem),
+  };
+}
+
+/** Parse `pgbackrest verify --log-level-console=detail` output (it exits 0 even when it finds damage). Pure. */
+export function parseVerifyOutput(text: string): VerifyOutput {
+  const lines = text.split('\n');
+  const badFiles: VerifyBadFile[] = [];
+  const listed = new Set<VerifyBadFile>();
+  const problems: string[] = [];
+  const invalidSets: string[] = [];
+  let damaged = false;
+  let stanzaStatus: string | null = null;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    // "P01   INFO: invalid result 15-1/0000000100000000/0000000100000000000000004-<sha1>.gz: [29] raised from local-1 protocol: unexpected eof in compressed data"
+    const r = /\b(?:INFO|WARN|DETAIL|ERROR):\s*invalid result (\S+?): \[(\d+)\] (?:raised from \S+ protocol: )?(.*)$/.exec(line);
+    // "P01   INFO: invalid checksum '20261121-193148F/pg_data/base/5/2655.gz'" (also "file missing", "invalid size" …)
+    const q = r ? null : /\b(?:INFO|WARN|DETAIL|ERROR):\s*((?:invalid|missing|file missing|checksum|unable to)[^'\n]*?)\s*'([^'\n]+)'/i.exec(line);
+    if (r) badFiles.push(badFile(r[1], r[3].trim(), Number(r[2])));
+    else if (q) badFiles.push(badFile(q[2], q[1].trim()));
+    const st = /^\s*(?:.*INFO: stanza: \S+\s*)?status: (\S+)/.exec(line);
+    if (st && !/backup:|archiveId:/.test(line)) stanzaStatus = st[1];
+    // The summary block: "backup: <label>, status: invalid, …" or "archiveId: 15-1, total WAL checked: 5, total valid WAL: 4",
+    // followed by indented counters ("checksum invalid: 2, other: 1").
+    const b = /backup: (\S+?),? status: ([^,]+)/.exec(line);
+    const a = /archiveId: (\S+?),? total WAL checked: (\d+), total valid WAL: (\d+)/.exec(line);
+    if ((b && b[2].trim() !== 'valid') || (a && a[2] !== a[3])) {
+      const counters: string[] = [];
+      for (let j = i + 1; j < lines.length && /^\s+[a-z][a-z ]+: \d+/.test(lines[j]) && !/backup:|archiveId:/.test(lines[j]); j++) counters.push(lines[j].trim());
+      const files = badFiles.filter((f) => (b ? f.set === b[1] : f.archiveId === a![1]));
+      files.forEach((f) => listed.add(f));
+      if (!files.length || files.some((f) => !f.access)) damaged = true;
+      const head = b ? `backup set ${b[1]}: ${b[2].trim()}` : `WAL of ${a![1]}: ${Number(a![2]) - Number(a![3])} of ${a![2]} segments not valid`;
+      if (b) invalidSets.push(b[1]);
+      problems.push(`${head}${counters.length ? ` (${counters.join(', ')})` : ''}${files.length ? ` — ${files.map((f) => `${f.file} (${fileProblem(f)})`).join('; ')}` : ''}`);
+    }
+  }
+  // Files the summary did not account for (e.g. output cut short).
+  for (const f of badFiles.filter((x) => !listed.has(x))) {
+    if (!f.access) damaged = true;
+    problems.push(`${f.set ? `backup set ${f.set}: ` : f.archiveId ? `WAL of ${f.archiveId}: ` : ''}${f.file}: ${fileProblem(f)}`);
+  }
+  // WAL ranges (detail): a gap between two ranges of one archive id and timeline means missing segments.
+  const ranges = [...text.matchAll(/archiveId: (\S+?),? wal start: ([0-9A-F]{24}), wal stop: ([0-9A-F]{24})/g)].map((m) => ({ archiveId: m[1], start: m[2], stop: m[3] }));
+  for (let i = 1; i < ranges.length; i++) {
+    const [x, y] = [ranges[i - 1], ranges[i]];
+    if (x.archiveId === y.archiveId && x.stop.slice(0, 8) === y.start.slice(0, 8)) {
+      damaged = true;
+      problems.push(`WAL missing in ${x.archiveId} after ${x.stop} up to ${y.start} (exclusive)`);
+    }
+  }
+  if (!problems.length && stanzaStatus && stanzaStatus !== 'ok') {
+    damaged = true;
+    problems.push(`verify reported status "${stanzaStatus}"`);
+  }
+  return { ok: problems.length === 0, problems, badFiles, invalidSets, walRanges: ranges.map((r) => `${r.archiveId}: ${r.start} → ${r.stop}`), damaged };
+}
+
+/**
+ * The failure for a verify run that found problems (undefined when it found none): RepoDamaged when
+ * something is damaged or missing, AccessDenied when pgBackRest only could not read files (permissions).
+ */
+export function verifyFailure(stanza: string, repo: number | undefined, report: VerifyOutput & { durationMs?: number }): ApplicationFailure | undefined {
+  if (report.ok) return undefined;
+  const where = `the repository of stanza "${stanza}"${repo ? ` (repo${repo})` : ''}`;
+  if (report.damaged) return ApplicationFailure.nonRetryable(`pgbackrest verify found damage in ${where}: ${report.problems.join('; ')}`, FAILURE.repoDamaged, report);
+  return ApplicationFailure.nonRetryable(
+    `pgbackrest verify could not read files in ${where} — an access problem (owner/permissions), not damage: ${report.problems.join('; ')}`,
+    FAILURE.accessDenied,
+    report,
+  );
 }

@@ -1,35 +1,50 @@
 /**
- * Host activities of the destructive restore: the data directory is moved aside (renamed on the same
- * filesystem, never deleted), the restore goes into the original path, and any failure puts the original
- * back. Every step is idempotent, so a worker crash anywhere resumes to the same outcome.
+ * Host activities of the destructive restore. The safety invariants are enforced here, not in the
+ * workflow, so that no workflow bug, Reset or reused workflow id can break them:
  *
- *   <data>                         the cluster's data directory
- *   <data>.pre-restore-<run>       the original, kept until `pgdr cleanup --run <run>` (with approval)
- *   <data>.failed-restore-<run>    a restore that failed and was rolled back, kept for inspection
+ *   <data>                          the cluster's data directory (live, or absent while the restore runs)
+ *   <data>.pre-restore-<tag>        the original, moved aside by run <tag>; kept until `pgdr cleanup --run <tag>`
+ *   <data>.restoring-<tag>/data     the restore in progress (created by run <tag>)
+ *   <data>.failed-restore-<tag>     a restore that failed before promotion and was rolled back
+ *   <data>.rolled-back-<tag>        a promoted restore a person chose to roll back: every write since promotion
+ *
+ * <tag> names one Temporal run (workflow id + run id, common/run-identity.ts) and every one of these
+ * directories carries a marker naming that run (owned-dirs.ts). The restore lands in its own staging folder
+ * and is then renamed into <data>, which must be absent or an EMPTY directory: rename(2) cannot replace a
+ * non-empty directory, so a live data directory is never emptied or overwritten, whatever the history says.
+ * The original is at every moment either <data> or <data>.pre-restore-<tag> (invariant 2). Every step is
+ * idempotent: a retry after a worker crash resumes to the same outcome.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { existsSync, readdirSync, renameSync, statfsSync } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { existsSync, readdirSync, renameSync, rmdirSync, statfsSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { ClusterConfig } from '../common/config';
-import { makeOwnedDir } from '../worker/local-cluster';
+import { RUN_TAG_RE, runTag, type RunIdentity } from '../common/run-identity';
 import { requireCluster, type ActivityDeps } from './context';
+import { currentRun, ownedBy, ownerText, readMarker, removeMarker, requireOwned, writeMarker, type OwnedWhat } from './owned-dirs';
 import { FAILURE, lastLines, secretEnv } from './pgbackrest';
 import { pgCtl, query, serverState, startServer, stopServer } from './postgres';
 import { run } from './process';
-import { killStrayRestores, restoreInto, startAndAwaitPromotion, type RecoveryReport, type RestoreOutcome, type RestoreRequest } from './restore';
+import { killStrayRestores, startAndAwaitPromotion, type RecoveryReport, type RestoreOutcome, type RestoreRequest } from './restore';
+import { removeStaging, restoreViaStaging } from './staged-restore';
+import { stopPoint } from './stop-points';
 
-export const asidePath = (c: ClusterConfig, run: string) => `${c.dataDir}.pre-restore-${run}`;
-export const failedPath = (c: ClusterConfig, run: string) => `${c.dataDir}.failed-restore-${run}`;
-
-const RUN_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/;
-function checkRun(run: string) {
-  if (!RUN_RE.test(run)) throw ApplicationFailure.nonRetryable(`bad run id "${run}"`, FAILURE.badInput);
+/** The directories of one run's in-place restore. */
+export function inPlacePaths(dataDir: string, tag: string) {
+  return {
+    dataDir,
+    aside: `${dataDir}.pre-restore-${tag}`,
+    staging: `${dataDir}.restoring-${tag}`, // = stagingDir(dataDir, run)
+    failed: `${dataDir}.failed-restore-${tag}`,
+    rolledBack: `${dataDir}.rolled-back-${tag}`,
+  };
 }
+export type InPlacePaths = ReturnType<typeof inPlacePaths>;
 
-export interface InPlaceLayout {
-  dataDir: string;
-  aside: string;
-  failed: string;
+export interface InPlaceLayout extends InPlacePaths {
+  /** The run tag (`pgdr cleanup --run <tag>`). */
+  run: string;
+  running: boolean;
 }
 
 export interface DiskReport {
@@ -50,15 +65,36 @@ async function postmasterRunning(c: ClusterConfig, dataDir: string): Promise<boo
   return (await serverState({ ...c, dataDir })) === 'running';
 }
 
+const isEmptyDir = (dir: string) => existsSync(dir) && readdirSync(dir).length === 0;
+
+/** A free name: `base`, else `base.2`, `base.3`… (a second rollback of one run keeps both). */
+function freeName(base: string): string {
+  if (!existsSync(base)) return base;
+  for (let i = 2; ; i++) if (!existsSync(`${base}.${i}`)) return `${base}.${i}`;
+}
+
+/** An approval belongs to one run: a Reset or a new run with the same workflow id must ask again. */
+function requireApprovalOfThisRun(approvedInRun: string, doing: string): RunIdentity {
+  const me = currentRun();
+  if (approvedInRun !== me.runId) {
+    throw ApplicationFailure.nonRetryable(
+      `refusing to ${doing}: the approval was given to run ${approvedInRun}, not to this run ${me.runId} (a Reset or a reused workflow id); nothing was changed`,
+      'ApprovalFromAnotherRun',
+    );
+  }
+  return me;
+}
+
+function heartbeat(d: unknown) {
+  try {
+    Context.current().heartbeat(d);
+  } catch {
+    /* not in an activity */
+  }
+}
+
 export function inPlaceActivities({ config }: ActivityDeps) {
   const cluster = (name: string) => requireCluster(config, name);
-  const heartbeat = (d: unknown) => {
-    try {
-      Context.current().heartbeat(d);
-    } catch {
-      /* not in an activity */
-    }
-  };
 
   return {
     /**
@@ -75,57 +111,74 @@ export function inPlaceActivities({ config }: ActivityDeps) {
       return { path, freeBytes: free, neededBytes: needed, ok: free >= needed };
     },
 
-    /** Is the cluster running, and where would its directories go? Refuses if a previous run's names are taken. */
-    async inPlaceLayout(input: { cluster: string; run: string }): Promise<InPlaceLayout & { running: boolean }> {
+    /**
+     * Where this run's directories go, and whether the cluster runs. Refuses — before any approval — when a
+     * name this run would use is taken by anything this run did not create.
+     */
+    async inPlaceLayout(input: { cluster: string }): Promise<InPlaceLayout> {
       const c = cluster(input.cluster);
-      checkRun(input.run);
-      if (!existsSync(`${c.dataDir}/PG_VERSION`) && !existsSync(asidePath(c, input.run))) {
-        throw ApplicationFailure.nonRetryable(`${c.dataDir} is not a PostgreSQL data directory (no PG_VERSION)`, FAILURE.badInput);
+      const me = currentRun();
+      const tag = runTag(me);
+      const p = inPlacePaths(c.dataDir, tag);
+      for (const d of [p.aside, p.staging, p.failed, p.rolledBack]) {
+        if (existsSync(d) && !ownedBy(d, me)) {
+          throw ApplicationFailure.nonRetryable(`${d} already exists and holds ${ownerText(d)}; refusing to start an in-place restore that would use that name. Nothing was touched.`, FAILURE.badInput);
+        }
       }
-      return { dataDir: c.dataDir, aside: asidePath(c, input.run), failed: failedPath(c, input.run), running: (await serverState(c)) === 'running' };
+      if (!existsSync(`${c.dataDir}/PG_VERSION`) && !existsSync(p.aside)) {
+        throw ApplicationFailure.nonRetryable(`${c.dataDir} is not a PostgreSQL data directory (no PG_VERSION). Nothing was touched.`, FAILURE.badInput);
+      }
+      return { ...p, run: tag, running: (await serverState(c)) === 'running' };
     },
 
-    /** Stop the cluster with a fast shutdown (fine when it is already stopped). */
-    async stopCluster(input: { cluster: string }): Promise<{ wasRunning: boolean }> {
+    /** Stop the cluster with a fast shutdown (fine when it is already stopped), for the run that was approved. */
+    async stopCluster(input: { cluster: string; approvedInRun: string }): Promise<{ wasRunning: boolean }> {
       const c = cluster(input.cluster);
+      requireApprovalOfThisRun(input.approvedInRun, `stop ${c.name} for an in-place restore`);
+      await stopPoint('stopCluster');
       const r = await stopServer(c);
       return { wasRunning: r === 'stopped' };
     },
 
     /**
-     * Rename the data directory to <data>.pre-restore-<run> and leave an empty directory for the restore.
-     * Idempotent: when the rename already happened (a retry after a crash), it only makes sure the empty
-     * directory exists.
+     * Rename the data directory to <data>.pre-restore-<tag>, with this run's marker inside (written before
+     * the rename, so that a crash in between is recognised). Idempotent.
      */
-    async moveDataDirAside(input: { cluster: string; run: string }): Promise<{ aside: string; alreadyMoved: boolean }> {
+    async moveDataDirAside(input: { cluster: string; approvedInRun: string }): Promise<{ aside: string; alreadyMoved: boolean }> {
       const c = cluster(input.cluster);
-      checkRun(input.run);
-      const aside = asidePath(c, input.run);
-      const alreadyMoved = existsSync(aside);
+      const me = requireApprovalOfThisRun(input.approvedInRun, `move ${c.dataDir} aside`);
+      const p = inPlacePaths(c.dataDir, runTag(me));
       heartbeat({ moving: c.dataDir });
-      if (!alreadyMoved) {
-        if (!existsSync(`${c.dataDir}/PG_VERSION`)) throw ApplicationFailure.nonRetryable(`${c.dataDir} holds no data directory to move aside`, FAILURE.badInput);
-        if (await postmasterRunning(c, c.dataDir)) {
-          throw ApplicationFailure.nonRetryable(`PostgreSQL still runs in ${c.dataDir}; it must be stopped before the data directory is moved`, FAILURE.badInput);
-        }
-        renameSync(c.dataDir, aside);
+      if (existsSync(p.aside)) {
+        requireOwned(p.aside, me, 'use');
+        return { aside: p.aside, alreadyMoved: true };
       }
-      if (!existsSync(c.dataDir)) makeOwnedDir(c.dataDir, c.osUser, 0o700);
-      return { aside, alreadyMoved };
+      if (!existsSync(`${c.dataDir}/PG_VERSION`)) throw ApplicationFailure.nonRetryable(`${c.dataDir} holds no data directory to move aside`, FAILURE.badInput);
+      if (await postmasterRunning(c, c.dataDir)) {
+        throw ApplicationFailure.nonRetryable(`PostgreSQL still runs in ${c.dataDir}; it must be stopped before the data directory is moved`, FAILURE.badInput);
+      }
+      writeMarker(c.dataDir, { what: 'original data directory, kept aside', cluster: c.name, from: c.dataDir }, me);
+      await stopPoint('moveDataDirAside:before-rename');
+      renameSync(c.dataDir, p.aside);
+      return { aside: p.aside, alreadyMoved: false };
     },
 
     /**
-     * `pgbackrest restore` into the cluster's own data directory — only once the original has been moved
-     * aside for this run (checked here, so that no bug elsewhere can restore over live data). WAL
-     * archiving stays as configured: the restored cluster is production again.
+     * `pgbackrest restore` into this run's staging folder, then rename it into the cluster's data directory —
+     * only when the original is kept aside by this run and <data> is absent or empty. WAL archiving stays as
+     * configured: the restored cluster is production again.
      */
-    async restoreIntoDataDir(input: { cluster: string; run: string; request: Omit<RestoreRequest, 'cluster' | 'dataDir' | 'archiveModeOff' | 'delta'> }): Promise<RestoreOutcome> {
+    async restoreIntoDataDir(input: {
+      cluster: string;
+      approvedInRun: string;
+      request: Omit<RestoreRequest, 'cluster' | 'dataDir' | 'archiveModeOff' | 'delta'>;
+    }): Promise<RestoreOutcome> {
       const c = cluster(input.cluster);
-      checkRun(input.run);
-      if (!existsSync(`${asidePath(c, input.run)}/PG_VERSION`)) {
-        throw ApplicationFailure.nonRetryable(`refusing to restore into ${c.dataDir}: the original is not kept at ${asidePath(c, input.run)}`, FAILURE.badInput);
-      }
-      return restoreInto(c, { ...input.request, cluster: c.name, dataDir: c.dataDir, archiveModeOff: false, delta: false });
+      const me = requireApprovalOfThisRun(input.approvedInRun, `restore into ${c.dataDir}`);
+      const p = inPlacePaths(c.dataDir, runTag(me));
+      if (!existsSync(p.aside)) throw ApplicationFailure.nonRetryable(`refusing to restore into ${c.dataDir}: this run has not kept the original at ${p.aside}`, FAILURE.badInput);
+      requireOwned(p.aside, me, 'restore beside');
+      return restoreViaStaging(c, me, { ...input.request, cluster: c.name, dataDir: c.dataDir, archiveModeOff: false, delta: false });
     },
 
     /**
@@ -134,73 +187,98 @@ export function inPlaceActivities({ config }: ActivityDeps) {
      */
     async startClusterAndWait(input: { cluster: string; timeoutSeconds?: number }): Promise<RecoveryReport> {
       const c = cluster(input.cluster);
+      await stopPoint('startClusterAndWait');
       return startAndAwaitPromotion(c, c, c.serverLog!, { timeoutSeconds: input.timeoutSeconds });
     },
 
     /**
-     * Put the original back: stop whatever runs in the data directory (and any restore still writing into
-     * it), keep the failed restore as <data>.failed-restore-<run>, rename the original back, start it and
-     * check that it answers. Idempotent.
+     * Put this run's kept original back and start it. What is in <data> is renamed aside, never deleted:
+     * before promotion to <data>.failed-restore-<tag>, after promotion (a person chose it) to
+     * <data>.rolled-back-<tag>, which holds every write since the promotion. A run that moved nothing aside
+     * only makes sure the cluster runs. Idempotent.
      */
-    async rollBackInPlace(input: { cluster: string; run: string }): Promise<{ rolledBack: boolean; failedRestoreDir: string | null; answers: boolean }> {
+    async rollBackInPlace(input: { cluster: string; afterPromotion?: boolean }): Promise<{ rolledBack: boolean; keptAt: string | null; answers: boolean; note: string }> {
       const c = cluster(input.cluster);
-      checkRun(input.run);
-      const aside = asidePath(c, input.run);
-      let failedDir: string | null = null;
-      heartbeat({ rollback: 'stopping the restored copy' });
-      await killStrayRestores(c.dataDir);
-      if (existsSync(aside)) {
+      const me = currentRun();
+      const p = inPlacePaths(c.dataDir, runTag(me));
+      heartbeat({ rollback: 'stopping any restore of this run' });
+      await killStrayRestores(`${p.staging}/data`);
+      let keptAt: string | null = null;
+      let note: string;
+      if (existsSync(p.aside)) {
+        requireOwned(p.aside, me, 'put back');
         if (await postmasterRunning(c, c.dataDir)) {
-          const r = await pgCtl(c, ['-m', 'immediate', '-w', '-t', '60', 'stop']);
+          const r = await pgCtl(c, ['-m', input.afterPromotion ? 'fast' : 'immediate', '-w', '-t', '120', 'stop']);
           if (r.exitCode !== 0 && (await postmasterRunning(c, c.dataDir))) {
             throw ApplicationFailure.retryable(`cannot stop the restored server in ${c.dataDir}: ${lastLines(r.stderr, 3)}`, 'RollbackFailed');
           }
         }
         if (existsSync(c.dataDir)) {
-          failedDir = failedPath(c, input.run);
-          if (existsSync(failedDir)) failedDir = `${failedDir}-${Date.now()}`;
-          if (readdirSync(c.dataDir).length) renameSync(c.dataDir, failedDir);
+          if (isEmptyDir(c.dataDir)) rmdirSync(c.dataDir);
           else {
-            await run('rmdir', [c.dataDir]);
-            failedDir = null;
+            const what: OwnedWhat = input.afterPromotion ? 'writes after promotion, kept aside' : 'failed restore';
+            writeMarker(c.dataDir, { what, cluster: c.name, from: c.dataDir }, me);
+            keptAt = freeName(input.afterPromotion ? p.rolledBack : p.failed);
+            renameSync(c.dataDir, keptAt);
           }
         }
-        renameSync(aside, c.dataDir);
+        await stopPoint('rollBackInPlace:before-put-back');
+        renameSync(p.aside, c.dataDir);
+        note = `the original is back in ${c.dataDir}${keptAt ? `; what was there is kept at ${keptAt}` : ''}`;
+      } else if (ownedBy(c.dataDir, me) && readMarker(c.dataDir)?.what === 'original data directory, kept aside') {
+        note = `the original is back in ${c.dataDir}`; // a retry after the rename
+      } else {
+        note = `this run moved nothing aside; ${c.dataDir} was not touched`;
       }
+      if (ownedBy(c.dataDir, me) && readMarker(c.dataDir)?.what === 'original data directory, kept aside') removeMarker(c.dataDir);
+      await removeStaging(c.dataDir, me);
       heartbeat({ rollback: 'starting the original cluster' });
+      if (!existsSync(`${c.dataDir}/PG_VERSION`)) {
+        throw ApplicationFailure.nonRetryable(`${c.dataDir} holds no data directory and this run kept nothing to put back (${note})`, 'RollbackFailed');
+      }
       if ((await serverState(c)) !== 'running') await startServer(c, c.serverLog!, 600, secretEnv(c));
       const [ok] = await query<{ one: number }>(c, 'SELECT 1 AS one');
-      return { rolledBack: true, failedRestoreDir: failedDir ?? (existsSync(failedPath(c, input.run)) ? failedPath(c, input.run) : null), answers: ok.one === 1 };
+      return { rolledBack: note.startsWith('the original'), keptAt, answers: ok.one === 1, note };
     },
 
-    /** The directories an in-place restore of this run kept (for `pgdr cleanup --run`). */
-    async keptDirectories(input: { cluster: string; run: string }): Promise<string[]> {
-      const c = cluster(input.cluster);
-      checkRun(input.run);
-      const parent = dirname(c.dataDir);
-      const base = basename(c.dataDir);
-      return readdirSync(parent)
-        .filter((n) => n === `${base}.pre-restore-${input.run}` || n.startsWith(`${base}.failed-restore-${input.run}`))
-        .map((n) => `${parent}/${n}`);
+    /** The directories an in-place restore run kept (for `pgdr cleanup --run <tag>`): exact names, checked markers. */
+    async keptDirectories(input: { cluster: string; run: string }): Promise<{ dir: string; what: string }[]> {
+      return keptBy(cluster(input.cluster), input.run);
     },
 
-    /** Delete directories kept by an in-place restore — only names pgdr gives them, never the data directory. */
-    async removeKeptDirectories(input: { cluster: string; run: string }): Promise<string[]> {
+    /**
+     * Delete what an in-place restore run kept — exact names of that run, each proven by its marker, never the
+     * data directory, never anything with a running server — in the cleanup run that got the approval.
+     */
+    async removeKeptDirectories(input: { cluster: string; run: string; approvedInRun: string }): Promise<string[]> {
       const c = cluster(input.cluster);
-      checkRun(input.run);
-      const parent = dirname(c.dataDir);
-      const base = basename(c.dataDir);
+      requireApprovalOfThisRun(input.approvedInRun, `delete what run ${input.run} kept`);
       const removed: string[] = [];
-      for (const n of readdirSync(parent)) {
-        if (n !== `${base}.pre-restore-${input.run}` && !n.startsWith(`${base}.failed-restore-${input.run}`)) continue;
-        const dir = `${parent}/${n}`;
-        if (dir === c.dataDir) continue;
+      for (const { dir } of keptBy(c, input.run)) {
         if (await postmasterRunning(c, dir)) throw ApplicationFailure.nonRetryable(`a server runs in ${dir}; not deleting it`, FAILURE.badInput);
-        const r = await run('rm', ['-rf', '--', dir], { user: c.osUser });
+        const r = await run('rm', ['-rf', '--', dir]);
         if (existsSync(dir)) throw ApplicationFailure.retryable(`cannot delete ${dir}: ${lastLines(r.stderr, 3)}`, 'CleanupFailed');
         removed.push(dir);
       }
       return removed;
     },
   };
+}
+
+/** Exact names kept by run `tag` (with `.N` suffixes of repeated rollbacks), each with a marker naming that run. */
+function keptBy(c: ClusterConfig, tag: string): { dir: string; what: string }[] {
+  if (!RUN_TAG_RE.test(tag)) throw ApplicationFailure.nonRetryable(`"${tag}" is not a run tag (like restore-main-1-r0a1b2c3d4e5f; see the restore's result or \`ls ${dirname(c.dataDir)}\`)`, FAILURE.badInput);
+  const p = inPlacePaths(c.dataDir, tag);
+  const names = new Set([p.aside, p.failed, p.rolledBack].map((d) => basename(d)));
+  const out: { dir: string; what: string }[] = [];
+  for (const n of readdirSync(dirname(c.dataDir))) {
+    const exact = names.has(n) || [...names].some((base) => base !== basename(p.aside) && new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.\\d+$`).test(n));
+    if (!exact) continue;
+    const dir = join(dirname(c.dataDir), n);
+    if (dir === c.dataDir) continue;
+    const m = readMarker(dir);
+    if (!m || runTag(m) !== tag) throw ApplicationFailure.nonRetryable(`${dir} has the name of run ${tag} but holds ${ownerText(dir)}; not touching it`, FAILURE.badInput);
+    out.push({ dir, what: m.what });
+  }
+  return out;
 }

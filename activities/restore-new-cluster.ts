@@ -4,13 +4,16 @@
  * Registry: <stateDir>/restored-clusters/<name>.json; default data: <restore.newClusterDir>/<name>/{data,socket,log}.
  */
 import { ApplicationFailure } from '@temporalio/activity';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { LoadedConfig } from '../common/config';
+import { checkInput, dropRestoredClusterInputSchema } from '../common/inputs';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE } from './pgbackrest';
 import { query, serverState } from './postgres';
 import { pickFreePort, removeTree, restoredTarget, stopRestoredCopy } from './restore';
+import { currentRun, ownerText, readMarker } from './owned-dirs';
+import { removeStaging, restoredBy, stagingDir } from './staged-restore';
 import { portInUse } from '../worker/temporal-dev-server';
 
 export interface NewClusterLayout {
@@ -45,11 +48,38 @@ function readRecord(config: LoadedConfig, name: string): RestoredClusterRecord |
   }
 }
 
-/** A path that is (or holds, or lies inside) a configured cluster's data directory. */
+/**
+ * `path` as the kernel will reach it: `..` resolved, and the symlinks of its longest existing part
+ * followed (the rest does not exist yet). Throws on a dangling symlink.
+ */
+function canonicalPath(path: string): string {
+  let existing = resolve(path);
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      lstatSync(existing);
+      break;
+    } catch {
+      rest.unshift(basename(existing));
+      existing = dirname(existing);
+    }
+  }
+  return join(realpathSync(existing), ...rest);
+}
+
+function canonicalOrResolved(path: string): string {
+  try {
+    return canonicalPath(path);
+  } catch {
+    return resolve(path);
+  }
+}
+
+/** A path that is (or holds, or lies inside) a configured cluster's data directory, symlinks followed. */
 function touchesProduction(config: LoadedConfig, path: string): string | undefined {
-  const p = resolve(path);
+  const p = canonicalOrResolved(path);
   for (const c of config.clusters) {
-    const d = resolve(c.dataDir);
+    const d = canonicalOrResolved(c.dataDir);
     if (p === d || p.startsWith(`${d}/`) || d.startsWith(`${p}/`)) return c.name;
   }
   return undefined;
@@ -58,17 +88,35 @@ function touchesProduction(config: LoadedConfig, path: string): string | undefin
 export function newClusterActivities({ config }: ActivityDeps) {
   const cluster = (name: string) => requireCluster(config, name);
   return {
-    /** Decide where the new cluster goes; refuses a name or directory in use, a port in use, production paths. */
+    /**
+     * Decide where the new cluster goes; refuses a name or directory in use, a port in use, a dataDir outside
+     * the restore folder (newClusterDir, after `..` and symlinks) and production paths. Creates nothing.
+     */
     async planNewCluster(input: { cluster: string; name: string; dataDir?: string; port?: number; newClusterDir: string }): Promise<NewClusterLayout> {
       const c = cluster(input.cluster);
       if (config.clusters.some((x) => x.name === input.name)) {
         throw ApplicationFailure.nonRetryable(`"${input.name}" is the name of a configured production cluster; pick another name`, FAILURE.badInput);
       }
       if (readRecord(config, input.name)) throw ApplicationFailure.nonRetryable(`a restored cluster named "${input.name}" already exists (pgdr clusters list)`, FAILURE.badInput);
-      const dir = input.dataDir ? dirname(resolve(input.dataDir)) : join(input.newClusterDir, input.name);
-      const dataDir = input.dataDir ? resolve(input.dataDir) : join(dir, 'data');
+      let dataDir = join(input.newClusterDir, input.name, 'data');
+      if (input.dataDir) {
+        const root = canonicalOrResolved(input.newClusterDir);
+        try {
+          dataDir = canonicalPath(input.dataDir);
+        } catch (err) {
+          throw ApplicationFailure.nonRetryable(`dataDir ${input.dataDir}: ${(err as Error).message}`, FAILURE.badInput);
+        }
+        if (!dataDir.startsWith(`${root}/`)) {
+          const via = dataDir === resolve(input.dataDir) ? '' : ` (${input.dataDir} leads to ${dataDir})`;
+          throw ApplicationFailure.nonRetryable(
+            `dataDir ${input.dataDir} is outside the restore folder ${root}${via}: new clusters go inside it (restore.newClusterDir), e.g. ${join(root, input.name, 'data')}`,
+            FAILURE.badInput,
+          );
+        }
+      }
+      const dir = dirname(dataDir);
       const prod = touchesProduction(config, dataDir);
-      if (prod) throw ApplicationFailure.nonRetryable(`${dataDir} is the data directory of configured cluster ${prod}; pgdr restores new clusters elsewhere`, FAILURE.badInput);
+      if (prod) throw ApplicationFailure.nonRetryable(`${dataDir} is, holds or lies inside the data directory of configured cluster ${prod}; pgdr restores new clusters elsewhere`, FAILURE.badInput);
       if (existsSync(dataDir) && readdirSync(dataDir).length) throw ApplicationFailure.nonRetryable(`${dataDir} exists and is not empty`, FAILURE.badInput);
       const port = input.port ?? (await pickFreePort());
       if (port === c.port || (await portInUse(port))) throw ApplicationFailure.nonRetryable(`port ${port} is in use`, FAILURE.badInput);
@@ -117,6 +165,8 @@ export function newClusterActivities({ config }: ActivityDeps) {
 
     /** Stop a restored cluster and delete its folder. Never a configured production cluster. */
     async dropRestoredCluster(input: { name: string }): Promise<{ name: string; dir: string }> {
+      const valid = checkInput(dropRestoredClusterInputSchema, input, 'dropRestoredCluster');
+      if (!valid.ok) throw ApplicationFailure.nonRetryable(valid.message, FAILURE.badInput);
       if (config.clusters.some((x) => x.name === input.name)) {
         throw ApplicationFailure.nonRetryable(`"${input.name}" is a configured production cluster; pgdr clusters drop only removes restored clusters`, FAILURE.badInput);
       }
@@ -125,6 +175,11 @@ export function newClusterActivities({ config }: ActivityDeps) {
       const prod = touchesProduction(config, r.dataDir);
       if (prod) throw ApplicationFailure.nonRetryable(`${r.dataDir} belongs to configured cluster ${prod}; refusing`, FAILURE.badInput);
       const c = cluster(r.source);
+      // Only the directory that the registered restore run put there (its marker names that workflow).
+      const m = readMarker(r.dataDir);
+      if (existsSync(r.dataDir) && (!m || m.workflowId !== r.workflowId || m.what !== 'restored data directory')) {
+        throw ApplicationFailure.nonRetryable(`refusing to delete ${r.dataDir}: it holds ${ownerText(r.dataDir)}, not the restore of workflow ${r.workflowId}`, FAILURE.badInput);
+      }
       await stopRestoredCopy(c, r.dataDir);
       await removeTree(c, r.ownsDir ? r.dir : r.dataDir);
       if (r.socketDir.startsWith('/tmp/pgdr-')) rmSync(r.socketDir, { recursive: true, force: true });
@@ -132,12 +187,29 @@ export function newClusterActivities({ config }: ActivityDeps) {
       return { name: input.name, dir: r.dir };
     },
 
-    /** Remove a new cluster whose restore failed (it never held anything but the failed copy). */
-    async discardNewCluster(input: { cluster: string; layout: NewClusterLayout }): Promise<void> {
+    /**
+     * Remove a new cluster whose restore failed or was cancelled — only what this run restored (its marker)
+     * and its staging folder; a data directory this run did not fill is left alone and named.
+     */
+    async discardNewCluster(input: { cluster: string; layout: NewClusterLayout }): Promise<{ removed: string[]; leftAlone: string[] }> {
       const c = cluster(input.cluster);
-      if (touchesProduction(config, input.layout.dataDir)) return;
-      await stopRestoredCopy(c, input.layout.dataDir);
-      await removeTree(c, input.layout.ownsDir ? input.layout.dir : input.layout.dataDir);
+      const { dataDir, dir, ownsDir } = input.layout;
+      if (touchesProduction(config, dataDir)) return { removed: [], leftAlone: [dataDir] };
+      const me = currentRun();
+      const removed: string[] = [];
+      const leftAlone: string[] = [];
+      if (await removeStaging(dataDir, me)) removed.push(stagingDir(dataDir, me));
+      await stopRestoredCopy(c, dataDir);
+      if (restoredBy(dataDir, me) || (existsSync(dataDir) && readdirSync(dataDir).length === 0)) {
+        await removeTree(c, dataDir);
+        removed.push(dataDir);
+      } else if (existsSync(dataDir)) leftAlone.push(dataDir);
+      // The folder pgdr chose for it, once only pgdr's own log and socket folders are left in it.
+      if (ownsDir && existsSync(dir) && readdirSync(dir).every((n) => n === 'log' || n === 'socket')) {
+        await removeTree(c, dir);
+        removed.push(dir);
+      }
+      return { removed, leftAlone };
     },
   };
 }

@@ -11,17 +11,20 @@
  *   delete its directory.
  * Every external command goes through process.ts `run()` as the cluster's OS user.
  */
-import { ApplicationFailure, Context, sleep } from '@temporalio/activity';
-import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { ApplicationFailure, CancelledFailure, Context, sleep } from '@temporalio/activity';
+import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import type { ClusterConfig } from '../common/config';
+import { pgConfLines, rewritePgConfSetting } from '../common/conf-value';
 import { parseTargetTime, pgTime } from '../common/restore-target';
 import { makeOwnedDir } from '../worker/local-cluster';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, failureFor, lastLines, pgbackrest, secretEnv } from './pgbackrest';
 import { logTail, pgCtl, query, serverState, type PgTarget } from './postgres';
 import { run } from './process';
+import { currentRun, readMarker, requireOwned, writeMarker } from './owned-dirs';
+import { restoreViaStaging } from './staged-restore';
 
 export type RecoveryTargetType = 'time' | 'name' | 'lsn' | 'xid' | 'immediate';
 
@@ -121,6 +124,15 @@ export function pickFreePort(): Promise<number> {
   });
 }
 
+/** The activity was cancelled (false outside an activity). */
+function cancelled(): boolean {
+  try {
+    return Context.current().cancellationSignal.aborted;
+  } catch {
+    return false;
+  }
+}
+
 function heartbeat(details: unknown) {
   try {
     Context.current().heartbeat(details);
@@ -129,20 +141,36 @@ function heartbeat(details: unknown) {
   }
 }
 
-/** PIDs and process groups of pgBackRest processes restoring into `dataDir` (e.g. left by a killed worker). */
-export async function strayRestores(dataDir: string): Promise<{ pid: number; pgid: number }[]> {
-  const r = await run('ps', ['-eo', 'pid=,pgid=,args=']);
-  return r.stdout
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/))
-    .filter((p) => p.length > 3 && p.slice(2).some((a) => a.includes('pgbackrest')) && p.includes(`--pg1-path=${dataDir}`) && p.includes('restore'))
-    .map((p) => ({ pid: Number(p[0]), pgid: Number(p[1]) }));
+/** The process group of `pid` (field 5 of /proc/<pid>/stat, after the command name in parentheses). */
+function processGroupOf(pid: number | 'self'): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
 }
 
-/** Kill stray restores into `dataDir` and wait until they are gone. */
-export async function killStrayRestores(dataDir: string): Promise<number> {
-  const stray = await strayRestores(dataDir);
-  if (!stray.length) return 0;
+/**
+ * PIDs and process groups of pgBackRest processes running `command` (exactly that argument) whose argument
+ * lists hold every one of `args` — e.g. left by a killed worker. Read from /proc: exact argv, no splitting.
+ */
+export function strayPgBackRest(command: string, args: string[]): { pid: number; pgid: number }[] {
+  const own = processGroupOf('self');
+  const found: { pid: number; pgid: number }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (!argv.some((a) => a.includes('pgbackrest')) || !argv.includes(command) || !args.every((a) => argv.includes(a))) continue;
+      const pgid = processGroupOf(Number(entry));
+      if (pgid !== own) found.push({ pid: Number(entry), pgid });
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return found;
+}
+
+/** Kill stray pgBackRest `command` processes (see strayPgBackRest) with their process groups; wait until gone. */
+export async function killStrayPgBackRest(command: string, args: string[]): Promise<number> {
+  const stray = strayPgBackRest(command, args);
   for (const s of stray) {
     for (const target of [-s.pgid, s.pid]) {
       try {
@@ -152,8 +180,18 @@ export async function killStrayRestores(dataDir: string): Promise<number> {
       }
     }
   }
-  for (let i = 0; i < 50 && (await strayRestores(dataDir)).length; i++) await sleep(100);
+  for (let i = 0; i < 50 && stray.length && strayPgBackRest(command, args).length; i++) await sleep(100);
   return stray.length;
+}
+
+/** PIDs and process groups of pgBackRest processes restoring into `dataDir` (e.g. left by a killed worker). */
+export async function strayRestores(dataDir: string): Promise<{ pid: number; pgid: number }[]> {
+  return strayPgBackRest('restore', [`--pg1-path=${dataDir}`]);
+}
+
+/** Kill stray restores into `dataDir` and wait until they are gone. */
+export function killStrayRestores(dataDir: string): Promise<number> {
+  return killStrayPgBackRest('restore', [`--pg1-path=${dataDir}`]);
 }
 
 /** Empty a directory (keeping it), as the OS user. */
@@ -177,6 +215,7 @@ export function restoreOptions(c: ClusterConfig, r: RestoreRequest): string[] {
     o.push(`--type=${t.type === 'immediate' ? 'immediate' : t.type}`);
     if (t.type !== 'immediate') {
       if (!t.value) throw ApplicationFailure.nonRetryable(`a ${t.type} target needs a value`, FAILURE.badInput);
+      if (/[\r\n\0]/.test(t.value)) throw ApplicationFailure.nonRetryable(`a ${t.type} target must be a single line: ${JSON.stringify(t.value)}`, FAILURE.badInput);
       let value = t.value;
       if (t.type === 'time') {
         const p = parseTargetTime(t.value);
@@ -214,11 +253,14 @@ export async function restoreInto(c: ClusterConfig, r: RestoreRequest): Promise<
     heartbeatDetails: () => ({ restoring: r.dataDir, percent }),
   });
   if (res.exitCode !== 0) throw failureFor('restore', c.stanza, res);
+  if (r.target?.type === 'name') {
+    // pgBackRest writes recovery_target_name = '<name>' unescaped: a quote in the name would stop the copy from starting.
+    const autoConf = join(r.dataDir, 'postgresql.auto.conf');
+    writeFileSync(autoConf, rewritePgConfSetting(readFileSync(autoConf, 'utf8'), 'recovery_target_name', r.target.value!));
+  }
   const set = /restore backup set (\S+)/.exec(res.stdout)?.[1] ?? null;
   return { dataDir: r.dataDir, set: set?.replace(/,$/, '') ?? null, durationMs: Date.now() - started };
 }
-
-const quoteConf = (v: string) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 
 /** Append the settings a restored copy needs to run beside production into its postgresql.auto.conf. */
 export function writeInstanceOverrides(dataDir: string, o: InstanceOverrides): void {
@@ -229,7 +271,7 @@ export function writeInstanceOverrides(dataDir: string, o: InstanceOverrides): v
     ...(o.archiveModeOff !== false ? { archive_mode: 'off' } : {}),
     ...o.extra,
   };
-  const lines = ['', '# --- pgdr: settings for a restored copy ---', ...Object.entries(settings).map(([k, v]) => `${k} = ${/^\d+$/.test(v) ? v : quoteConf(v)}`), ''];
+  const lines = ['', '# --- pgdr: settings for a restored copy ---', ...pgConfLines(settings), ''];
   appendFileSync(join(dataDir, 'postgresql.auto.conf'), lines.join('\n'));
 }
 
@@ -354,6 +396,7 @@ export async function startAndAwaitPromotion(
       throw failed(`was still in recovery after ${timeoutSeconds} s`);
     }
     heartbeat({ recovering: t.dataDir, port: t.port, elapsedMs: Date.now() - started });
+    if (cancelled()) throw new CancelledFailure(`cancelled while waiting for ${what} in ${t.dataDir} to be promoted`);
     await sleep(150);
   }
 }
@@ -430,11 +473,13 @@ export function scratchLayout(c: ClusterConfig, name: string): ScratchLayout {
   return { root, dir, dataDir: join(dir, 'data'), socketDir, logFile: join(dir, 'postgresql.log') };
 }
 
-/** Create the scratch folder (owned by the OS user) with its marker file. */
+/** Create the scratch folder (owned by the OS user) with its marker files; refuses another run's folder. */
 export function prepareScratch(c: ClusterConfig, l: ScratchLayout): void {
   makeOwnedDir(l.root, c.osUser, 0o755);
+  if (existsSync(l.dir) && readMarker(l.dir)) requireOwned(l.dir, currentRun(), 'reuse the scratch folder');
   makeOwnedDir(l.dir, c.osUser, 0o750);
   writeFileSync(join(l.dir, SCRATCH_MARKER), `pgdr scratch copy of cluster ${c.name}\n`);
+  if (!readMarker(l.dir)) writeMarker(l.dir, { what: 'restore in progress', cluster: c.name });
 }
 
 /** Stop and delete a scratch copy; fine when it does not exist (idempotent). */
@@ -443,6 +488,7 @@ export async function removeScratch(c: ClusterConfig, l: ScratchLayout): Promise
   if (existsSync(l.dir) && !existsSync(join(l.dir, SCRATCH_MARKER)) && existsSync(l.dataDir)) {
     throw ApplicationFailure.nonRetryable(`refusing to delete ${l.dir}: it has no ${SCRATCH_MARKER} marker, so pgdr did not create it`, FAILURE.badInput);
   }
+  if (existsSync(l.dir) && readMarker(l.dir)) requireOwned(l.dir, currentRun(), 'delete the scratch folder');
   const existed = await removeTree(c, l.dir);
   if (!l.socketDir.startsWith(`${l.dir}/`) && basename(l.socketDir).endsWith('.s')) await removeTree(c, l.socketDir);
   return { existed, ...stopped };
@@ -483,9 +529,9 @@ export function restoreActivities({ config }: ActivityDeps) {
       return { dir: l.dir, ...(await removeScratch(c, l)) };
     },
 
-    /** Restore into any directory (the restore runbooks use this). */
+    /** Restore into a new cluster's data directory, through this run's staging folder (staged-restore.ts). */
     async restoreBackup(input: RestoreRequest): Promise<RestoreOutcome> {
-      return restoreInto(cluster(input.cluster), input);
+      return restoreViaStaging(cluster(input.cluster), currentRun(), input);
     },
 
     /** Start any restored directory and wait for the end of recovery. */

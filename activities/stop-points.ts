@@ -5,7 +5,7 @@
  * test can SIGKILL the worker, cancel or reset the workflow exactly there. pgBackRest commands have the
  * same protocol through test/helpers/pgbackrest-hook.sh (names `pgbackrest-<command>`).
  */
-import { Context } from '@temporalio/activity';
+import { CancelledFailure, Context } from '@temporalio/activity';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -14,11 +14,14 @@ export async function stopPoint(name: string): Promise<void> {
   if (!dir || !existsSync(join(dir, `${name}.hold`))) return;
   writeFileSync(join(dir, `${name}.reached`), `${process.pid}\n`);
   while (existsSync(join(dir, `${name}.hold`))) {
+    let ctx: Context | undefined;
     try {
-      Context.current().heartbeat({ stopPoint: name });
+      ctx = Context.current();
     } catch {
       /* not in an activity */
     }
+    ctx?.heartbeat({ stopPoint: name });
+    if (ctx?.cancellationSignal.aborted) throw new CancelledFailure(`cancelled at stop point ${name}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

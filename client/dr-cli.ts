@@ -114,6 +114,7 @@ export function registerDrCommands(program: Command, ctx: CliContext): void {
           id,
           summary: `${o.drill ? 'DR DRILL' : 'FULL-SITE RECOVERY'} of ${o.cluster} onto host ${o.host} (requested by ${me})`,
           follow: true,
+          destructive: !o.drill,
         });
       } catch (err) {
         finished = true;

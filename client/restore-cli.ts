@@ -5,13 +5,14 @@
 import type { Command } from 'commander';
 import type { RestoreTarget } from '../common/restore-target';
 import type { ChecklistSnapshot } from '../workflows/checklist';
+import type { Pause, PauseDecisionArgs } from '../workflows/pause';
 import type { RestoreInPlaceResult } from '../workflows/restore-in-place';
 import type { RestoreToNewClusterResult } from '../workflows/restore-to-new-cluster';
 import type { RestoredClusterRecord } from '../activities/restore-new-cluster';
 import { defaultIdentity, type CliContext } from './approvals-cli';
 import { table } from './format';
 import { ask, guide, interactive, signOff } from './guide';
-import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
+import { CliError, connectClient, rootCause, runWorkflow, workflowId } from './temporal';
 
 interface TargetOptions {
   time?: string;
@@ -138,6 +139,7 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
           id,
           summary: `IN-PLACE restore of ${o.cluster} (${target.type}${target.value ? ` ${target.value}` : ''}) requested by ${me}`,
           follow: true,
+          destructive: true,
         });
         ctx.print(
           [
@@ -154,6 +156,23 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
       } finally {
         finished = true;
         await guiding;
+      }
+    });
+
+  program
+    .command('decide <workflowId> <choice>')
+    .description('decide a paused runbook: retry, keep, roll-back (in-place restore past its point of no return) or abort')
+    .option('--as <identity>', 'who decides (default $PGDR_IDENTITY or the OS user); must be on approvals.<kind>.approvers')
+    .option('--note <text>', 'what was fixed, or why (abort needs it)')
+    .action(async (wf: string, choice: string, o: { as?: string; note?: string }) => {
+      const update = ({ retry: 'retry', keep: 'keep', 'roll-back': 'rollBack', abort: 'abort' } as const)[choice as 'retry'];
+      if (!update) throw new CliError(`choice must be retry, keep, roll-back or abort (not "${choice}")`);
+      const client = await connectClient(ctx.config());
+      try {
+        const p = await client.workflow.getHandle(wf).executeUpdate<Pause, [PauseDecisionArgs]>(update, { args: [{ by: o.as ?? defaultIdentity(), note: o.note, reason: o.note }] });
+        ctx.print(`${choice}: "${p.step}" (paused since ${p.since})`, p);
+      } catch (err) {
+        throw new CliError(rootCause(err));
       }
     });
 
@@ -214,7 +233,7 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
     .command('cleanup')
     .description('delete the directories an in-place restore kept (needs its own approval)')
     .requiredOption('--cluster <name>', 'cluster')
-    .requiredOption('--run <id>', 'the in-place restore run id (printed when it finished)')
+    .requiredOption('--run <tag>', 'the in-place restore run tag (printed when it finished; also in the kept directory names)')
     .requiredOption('--reason <text>', 'why it can go')
     .option('--as <identity>', 'who asks (default $PGDR_IDENTITY or the OS user)')
     .action(async (o: { cluster: string; run: string; reason: string; as?: string }) => {
@@ -231,6 +250,7 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
           id,
           summary: `Clean up in-place restore ${o.run} of ${o.cluster}`,
           follow: true,
+          destructive: true,
         });
         ctx.print(`Deleted: ${r.removed.join(', ')}`, r);
       } finally {

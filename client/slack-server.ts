@@ -10,8 +10,10 @@
  * 3. answer 200 at once (Slack wants an answer within 3 s), then send the Update, with the voter
  *    authorized on `user.id` (never the user name) by the workflow's own validator, under a strict
  *    deadline;
- * 4. update the message (chat.update) to show the votes and the decision, or tell the clicker privately
- *    (chat.postEphemeral, else a thread reply) why the click was refused.
+ * 4. update the message (chat.update) to show the votes and the decision, rendered from the approval's
+ *    current state (the `approvalState` query), never from the Update's result: Temporal answers a repeated
+ *    update id (a replayed click) with the first click's cached result, which may be long out of date;
+ *    a refused click tells the clicker privately (chat.postEphemeral, else a thread reply) why.
  *
  * The signing secret and the bot token come from the environment variables the config names.
  */
@@ -19,11 +21,23 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { LoadedConfig } from '../common/config';
-import { APPROVE_UPDATE, REJECT_UPDATE, SLACK_ACTION, decodeButtonValue, personOf, type ApprovalView, type VoteArgs, type VoteDecision } from '../common/approvals';
+import {
+  APPROVAL_STATE_QUERY,
+  APPROVE_UPDATE,
+  REJECT_UPDATE,
+  SLACK_ACTION,
+  decodeButtonValue,
+  personOf,
+  type ApprovalStateAnswer,
+  type ApprovalView,
+  type VoteArgs,
+  type VoteDecision,
+} from '../common/approvals';
 import { log } from '../common/log';
 import { updateApprovalMessage } from '../activities/approval';
 import { slackTarget } from '../activities/slack';
 import { rootCause } from './temporal';
+import type { PauseChoice } from '../workflows/pause';
 
 /** Largest request body accepted. */
 const MAX_BODY = 256 * 1024;
@@ -66,7 +80,7 @@ export interface Click {
    * A vote; 'check': the sign-off of the checklist item named in approvalId; 'retry' / 'abort': the
    * decision on a paused full-site recovery (approvalId holds the pause's start time).
    */
-  decision: VoteDecision | 'check' | 'retry' | 'abort';
+  decision: VoteDecision | 'check' | PauseChoice;
   workflowId: string;
   approvalId: string;
   userId: string;
@@ -98,6 +112,8 @@ export function parseClick(rawBody: string): { click: Click } | { ignore: string
     [SLACK_ACTION.check]: 'check',
     [SLACK_ACTION.retry]: 'retry',
     [SLACK_ACTION.abort]: 'abort',
+    [SLACK_ACTION.keep]: 'keep',
+    [SLACK_ACTION.rollBack]: 'rollBack',
   };
   const decision = typeof a.action_id === 'string' ? byAction[a.action_id] : undefined;
   if (!decision) return { ignore: `action ${JSON.stringify(a.action_id)} is not pgdr's` };
@@ -128,6 +144,7 @@ export interface ClickOutcome {
   ok: boolean;
   /** Why the click was refused (the workflow validator's message, or why it could not be delivered). */
   reason?: string;
+  /** The approval as the workflow holds it after the click (from the `approvalState` query). */
   view?: ApprovalView;
   /** Milliseconds (performance.now()) when the request arrived and when the Update completed or failed. */
   receivedAt: number;
@@ -199,11 +216,15 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
     log.info({ workflowId: click.workflowId, item: click.approvalId, user: click.userId, ok: outcome.ok, reason: outcome.reason }, 'slack sign-off');
   }
 
-  /** Retry / abort of a paused full-site recovery, as the person behind the Slack user, bound to that pause. */
+  /**
+   * A decision on a paused runbook (workflows/pause.ts: retry / abort / keep / roll back), as the person behind
+   * the Slack user, bound to that pause. The workflow's validator applies the allowlist, as for every channel.
+   */
   async function handleResume(click: Click, receivedAt: number): Promise<void> {
     const by = personOf(click.userId, o.config.approvals.people);
     const who = `${click.userName ?? click.userId} (${click.userId})`;
-    const args = click.decision === 'retry' ? { by, pause: click.approvalId, note: `retried from Slack by ${who}` } : { by, pause: click.approvalId, reason: `aborted from Slack by ${who}` };
+    const done = { retry: 'retried', abort: 'aborted', keep: 'kept', rollBack: 'rolled back' }[click.decision as PauseChoice];
+    const args = { by, pause: click.approvalId, note: `${done} from Slack by ${who}`, ...(click.decision === 'abort' ? { reason: `${done} from Slack by ${who}` } : {}) };
     let outcome: ClickOutcome;
     try {
       await withTimeout(
@@ -216,15 +237,15 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
       );
       outcome = { click, ok: true, receivedAt, decidedAt: performance.now() };
       await slackTarget(o.config, { retries: 2 })
-        ?.client.chat.postMessage({ channel: click.channel, thread_ts: click.messageTs, text: `${click.decision === 'retry' ? ':repeat: Retrying the step' : ':octagonal_sign: Aborted'} — <@${click.userId}>` })
-        .catch((err: Error) => log.warn({ err: err.message }, 'slack: could not confirm a retry/abort'));
+        ?.client.chat.postMessage({ channel: click.channel, thread_ts: click.messageTs, text: `${{ retry: ':repeat: Retrying the step', abort: ':octagonal_sign: Aborted', keep: ':white_check_mark: Restore kept', rollBack: ':rewind: Rolling back' }[click.decision as PauseChoice]} — <@${click.userId}>` })
+        .catch((err: Error) => log.warn({ err: err.message }, 'slack: could not confirm a pause decision'));
     } catch (err) {
-      const reason = err instanceof WorkflowUpdateFailedError ? rootCause(err) : `could not deliver it: ${rootCause(err)} — use \`pgdr dr ${click.decision}\``;
+      const reason = err instanceof WorkflowUpdateFailedError ? rootCause(err) : `could not deliver it: ${rootCause(err)} — use \`pgdr decide ${click.workflowId} ${click.decision === 'rollBack' ? 'roll-back' : click.decision}\``;
       outcome = { click, ok: false, reason, receivedAt, decidedAt: performance.now() };
       await tellRefused(click, `:no_entry: Your ${click.decision} was not recorded: ${reason}`);
     }
     o.onOutcome?.(outcome);
-    log.info({ workflowId: click.workflowId, decision: click.decision, user: click.userId, ok: outcome.ok, reason: outcome.reason }, 'slack retry/abort');
+    log.info({ workflowId: click.workflowId, decision: click.decision, user: click.userId, ok: outcome.ok, reason: outcome.reason }, 'slack pause decision');
   }
 
   /** Tell the clicker why nothing happened: ephemeral, else a thread reply. */
@@ -240,9 +261,20 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
     }
   }
 
+  /** The clicked approval as the workflow holds it now, or undefined when the workflow cannot say. */
+  async function currentApproval(click: Click): Promise<ApprovalView | undefined> {
+    try {
+      const s = await withTimeout(o.client.workflow.getHandle(click.workflowId).query<ApprovalStateAnswer>(APPROVAL_STATE_QUERY), timeoutMs, 'the approvalState query');
+      return s.all.find((v) => v.approvalId === click.approvalId);
+    } catch (err) {
+      log.warn({ workflowId: click.workflowId, err: rootCause(err) }, 'slack-server: could not read the approval state; the message is left as it is');
+      return undefined;
+    }
+  }
+
   async function handleClick(click: Click, receivedAt: number): Promise<void> {
     if (click.decision === 'check') return handleSignOff(click, receivedAt);
-    if (click.decision === 'retry' || click.decision === 'abort') return handleResume(click, receivedAt);
+    if (['retry', 'abort', 'keep', 'rollBack'].includes(click.decision)) return handleResume(click, receivedAt);
     const args: VoteArgs = {
       approvalId: click.approvalId,
       by: click.userId,
@@ -253,9 +285,9 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
     };
     let outcome: ClickOutcome;
     try {
-      const handle = o.client.workflow.getHandle(click.workflowId);
-      const view = await withTimeout(
-        handle.executeUpdate<ApprovalView, [VoteArgs]>(click.decision === 'approve' ? APPROVE_UPDATE : REJECT_UPDATE, {
+      // The result is not used: for a repeated update id it is the first click's, not the current state.
+      await withTimeout(
+        o.client.workflow.getHandle(click.workflowId).executeUpdate<ApprovalView, [VoteArgs]>(click.decision === 'approve' ? APPROVE_UPDATE : REJECT_UPDATE, {
           args: [args],
           // Slack may deliver a click twice; the same update id makes the second one a no-op.
           updateId: `slack-${click.messageTs}-${click.userId}-${click.actionTs ?? 'x'}-${click.decision}`.slice(0, 200),
@@ -263,7 +295,7 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
         timeoutMs,
         'the Temporal Update',
       );
-      outcome = { click, ok: true, view, receivedAt, decidedAt: performance.now() };
+      outcome = { click, ok: true, receivedAt, decidedAt: performance.now() };
     } catch (err) {
       let reason: string;
       if (err instanceof WorkflowUpdateFailedError) reason = rootCause(err);
@@ -272,14 +304,16 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
       } else reason = `could not deliver the vote: ${rootCause(err)} — try again, or use \`pgdr approve\``;
       outcome = { click, ok: false, reason, receivedAt, decidedAt: performance.now() };
     }
+    const view = await currentApproval(click);
+    if (view) outcome.view = view;
     o.onOutcome?.(outcome);
     log.info({ workflowId: click.workflowId, approvalId: click.approvalId, user: click.userId, decision: click.decision, ok: outcome.ok, reason: outcome.reason }, 'slack click');
     const slack = slackTarget(o.config, { retries: 2 });
     if (!slack) return;
-    if (outcome.ok && outcome.view) {
-      await updateApprovalMessage(o.config, outcome.view, { retries: 2 });
-      return;
-    }
+    // A vote shows on the message; a refused click on a decided approval re-renders its outcome (its
+    // message may be stale); a refused click on a pending one changes nothing.
+    if (view && (outcome.ok || view.status !== 'pending')) await updateApprovalMessage(o.config, view, { retries: 2 });
+    if (outcome.ok) return;
     await tellRefused(click, `:no_entry: Your ${click.decision} of ${click.approvalId} was not recorded: ${outcome.reason}`);
   }
 

@@ -42,6 +42,11 @@ export interface StartOptions {
   details?: string;
   /** Print the steps as they run (to stderr, so that --json output stays clean). */
   follow?: boolean;
+  /**
+   * A destructive runbook: its workflow id is never reused (REJECT_DUPLICATE), so an id names one run and
+   * its approval. (Directory names carry the run id too; this keeps ids unambiguous for people.)
+   */
+  destructive?: boolean;
 }
 
 /** The innermost message of a failure chain. */
@@ -56,6 +61,7 @@ export async function runWorkflow<T>(client: Client, config: LoadedConfig, o: St
     taskQueue: config.temporal.taskQueue,
     workflowId: o.id,
     args: [o.input],
+    ...(o.destructive ? { workflowIdReusePolicy: 'REJECT_DUPLICATE' as const } : {}),
     staticSummary: o.summary,
     staticDetails: o.details ?? ['```json', JSON.stringify(o.input, null, 2), '```'].join('\n'),
   });

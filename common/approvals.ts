@@ -22,7 +22,15 @@ export const APPROVAL_STATE_QUERY = 'approvalState';
  * Slack action ids: the two approval buttons, the sign-off button of a checklist item (value {w, a: item id}),
  * and retry / abort of a paused full-site recovery (value {w, a: the pause's start time}).
  */
-export const SLACK_ACTION = { approve: 'pgdr_approve', reject: 'pgdr_reject', check: 'pgdr_check', retry: 'pgdr_retry', abort: 'pgdr_abort' } as const;
+export const SLACK_ACTION = {
+  approve: 'pgdr_approve',
+  reject: 'pgdr_reject',
+  check: 'pgdr_check',
+  retry: 'pgdr_retry',
+  abort: 'pgdr_abort',
+  keep: 'pgdr_keep',
+  rollBack: 'pgdr_rollback',
+} as const;
 
 /** The policy the gate applies, resolved from the config by the `approvalPolicy` activity. */
 export interface ResolvedApprovalPolicy {
@@ -211,6 +219,30 @@ export function voteRefusal(all: readonly ApprovalView[], args: VoteArgs, people
   }
   const earlier = view.votes.find((v) => v.person === person);
   if (earlier) return `"${by}" already voted (${earlier.decision} at ${earlier.at} via ${earlier.via}); each person votes once`;
+  return undefined;
+}
+
+/**
+ * Who may take an action other than a vote — sign a checklist item, decide a paused runbook: people on the
+ * allowlist of `approvals.<kind>`, and not the requester where `notRequester` (a second pair of eyes).
+ * Pure and synchronous: the Update validators call it, so the CLI, Slack and the Temporal UI get one rule.
+ */
+export interface ActorPolicy {
+  kind: ApprovalKind;
+  approvers: string[];
+  people: Record<string, string>;
+  requestedBy: string;
+}
+
+export function actorRefusal(policy: ActorPolicy | undefined, by: string, what: string, notRequester = false): string | undefined {
+  if (!policy) return `${what}: the policy is not loaded yet; try again in a moment`;
+  const person = personOf(by.trim(), policy.people);
+  if (!policy.approvers.some((a) => a === by.trim() || personOf(a, policy.people) === person)) {
+    return `"${by}" may not ${what}: only people on approvals.${policy.kind}.approvers may (${policy.approvers.join(', ') || 'nobody is configured'})`;
+  }
+  if (notRequester && person === personOf(policy.requestedBy, policy.people)) {
+    return `"${by}" requested this runbook and may not ${what} themselves: another person on approvals.${policy.kind}.approvers must`;
+  }
   return undefined;
 }
 

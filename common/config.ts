@@ -53,6 +53,7 @@ const validationQuerySchema = z
   .object({
     name: z.string().min(1),
     database: z.string().optional(),
+    /** One statement, run on the restored copy in a READ ONLY transaction as the non-superuser role pgdr_drill_validator (pg_read_all_data). */
     sql: z.string().min(1),
     /** Expected value of the first column of the first row, compared as text. */
     expect: z.string(),
@@ -166,6 +167,11 @@ export const clusterSchema = z
         postChecklist: checklistOverridesSchema.default({}),
         /** Expected minimum row counts per table for the post-restore check. */
         expectTables: z.record(z.string(), z.number().int().min(0)).default({}),
+        /** How long an in-place restore waits for the pre-restore / post-restore sign-offs. */
+        preChecklistTimeout: durationSchema.default('24h'),
+        postChecklistTimeout: durationSchema.default('2h'),
+        /** How long a restore that passed its point of no return waits for a person's retry / keep / roll back. */
+        pauseTimeout: durationSchema.default('24h'),
       })
       .strict()
       .default({}),
@@ -239,6 +245,10 @@ export const configSchema = z
         /** node_exporter textfile collector path, written atomically. */
         metricsTextfile: z.string().optional(),
         applySchedules: z.boolean().default(false),
+        /** Every activity heartbeats (worker/liveness.ts): a dead worker is noticed after this long. */
+        heartbeatTimeout: durationSchema.default('20s'),
+        /** How long a workflow task waits for a dead worker's sticky queue before any worker takes it. */
+        stickyQueueTimeout: durationSchema.default('10s'),
       })
       .strict()
       .default({}),

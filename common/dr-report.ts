@@ -56,7 +56,7 @@ export interface DrPause {
   since: string;
   attempt: number;
   decidedAt?: string;
-  decision?: 'retry' | 'abort' | 'timeout';
+  decision?: 'retry' | 'abort' | 'keep' | 'rollBack' | 'timeout';
   by?: string;
   note?: string;
 }

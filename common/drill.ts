@@ -11,13 +11,6 @@ export interface DrillTarget {
   value?: string;
 }
 
-export interface DrillValidationQuery {
-  name: string;
-  database?: string;
-  sql: string;
-  expect: string;
-}
-
 export interface DrillInput {
   cluster: string;
   /** A backup set label, or 'latest' (default). */
@@ -25,8 +18,7 @@ export interface DrillInput {
   /** Default: immediate (end of the chosen set's backup). */
   target?: DrillTarget;
   repo?: number;
-  /** Extra validation queries on top of the cluster's configured ones. */
-  validations?: DrillValidationQuery[];
+  // No validation queries here: they run SQL on the copy, so they come from the config file only.
 }
 
 export interface VerifyReport {
@@ -45,6 +37,8 @@ export interface PreflightReport {
   scratchDir: string;
   freeBytes: number;
   neededBytes: number;
+  /** The WAL recovery restores and replays (part of neededBytes). */
+  walBytes: number;
 }
 
 export interface RpoMarker {
@@ -110,4 +104,56 @@ export interface DrillResult {
   /** The failure, when the drill failed (the workflow then fails too, after recording it). */
   failure: { step: string; message: string } | null;
   workflowId: string;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Scratch space: the restored set plus the WAL recovery restores and replays; disk-full failures.
+
+export const WAL_SEGMENT_BYTES = 16 * 1024 * 1024;
+const MB = 1024 * 1024;
+
+/** Position of a WAL file (timeline ignored): log * segments per 4 GiB + segment. Null for a bad name. */
+export function walSegmentNo(file: string | null, segmentBytes = WAL_SEGMENT_BYTES): number | null {
+  const m = file ? /^[0-9A-F]{8}([0-9A-F]{8})([0-9A-F]{8})/i.exec(file) : null;
+  return m ? parseInt(m[1], 16) * (0x100000000 / segmentBytes) + parseInt(m[2], 16) : null;
+}
+
+export interface ScratchNeed {
+  neededBytes: number;
+  restoreBytes: number;
+  marginBytes: number;
+  walBytes: number;
+  walSegments: number;
+}
+
+/**
+ * Free space a drill needs: the restore (set size + diskMargin) plus every WAL segment from the set's
+ * archive start to where recovery ends (`walEnd`: the set's archive stop for an immediate target, else the
+ * end of the archive), each restored at full segment size.
+ */
+export function scratchSpaceNeeded(setSize: number, walStart: string | null, walEnd: string | null, diskMargin: number, segmentBytes = WAL_SEGMENT_BYTES): ScratchNeed {
+  const from = walSegmentNo(walStart, segmentBytes);
+  const to = walSegmentNo(walEnd, segmentBytes);
+  const walSegments = from !== null && to !== null ? Math.max(0, to - from + 1) : 0;
+  const marginBytes = Math.ceil(setSize * diskMargin);
+  const walBytes = walSegments * segmentBytes;
+  return { neededBytes: setSize + marginBytes + walBytes, restoreBytes: setSize, marginBytes, walBytes, walSegments };
+}
+
+const DISK_FULL = /No space left on device|ENOSPC|Check free disk space/i;
+const WRITE_FAILED = /could not (?:write|extend)\b|unable to write\b/i;
+/** Output that may mean a full disk (diskFullMessage decides, with the free space). */
+export const mayBeDiskFull = (text: string): boolean => DISK_FULL.test(text) || WRITE_FAILED.test(text);
+
+/**
+ * "disk full at <path> (N MB free, needed M)" when pgBackRest or PostgreSQL output says the disk filled up
+ * (a bare "could not write" / pgBackRest's "unable to write '<file>'" counts only when the free space is
+ * below what the drill needed); else null.
+ */
+export function diskFullMessage(text: string, at: { path: string; freeBytes: number; neededBytes: number }): string | null {
+  const m = DISK_FULL.exec(text) ?? (at.freeBytes < at.neededBytes ? WRITE_FAILED.exec(text) : null);
+  if (!m) return null;
+  const line = text.slice(text.lastIndexOf('\n', m.index) + 1).split('\n')[0].trim().slice(0, 240);
+  const needed = at.neededBytes > 0 ? `${Math.ceil(at.neededBytes / MB)} MB` : 'unknown';
+  return `disk full at ${at.path} (${Math.floor(at.freeBytes / MB)} MB free, needed ${needed}): ${line}`;
 }

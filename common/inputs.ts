@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { parseTargetTime } from './restore-target';
 import { ANNOTATION_KEY_RE, SNAPSHOT_NAME_RE, type BackupInput, type SetupStanzaInput } from './types';
+import { RUN_TAG_RE } from './run-identity';
 
 const clusterName = z.string({ required_error: 'cluster is required' }).min(1, 'cluster is required');
 
@@ -89,8 +90,9 @@ export const drillInputSchema = z
       })
       .optional(),
     repo: z.number().int().min(1).max(256).optional(),
+    // Validation queries run SQL on the restored copy: they come from the config file only (drill.validations).
     validations: z
-      .array(z.object({ name: z.string().min(1), database: z.string().optional(), sql: z.string().min(1), expect: z.string() }).strict())
+      .never({ errorMap: () => ({ message: 'validation queries are not accepted in the workflow input; configure them in the config file (clusters[].drill.validations)' }) })
       .optional(),
   })
   .strict();
@@ -110,7 +112,7 @@ export const restoreTargetSchema = z
   .strict();
 
 /** Names of restored clusters: they become folder names. */
-const restoredName = z.string().regex(/^[a-z][a-z0-9_-]{0,39}$/, 'name: lowercase letters, digits, "-" or "_", starting with a letter (at most 40)');
+const restoredName = z.string().regex(/^[a-z][a-z0-9_-]{0,39}$/, 'lowercase letters, digits, "-" or "_", starting with a letter (at most 40)');
 
 export const restoreToNewClusterInputSchema = z
   .object({
@@ -125,6 +127,8 @@ export const restoreToNewClusterInputSchema = z
   })
   .strict();
 
+export const dropRestoredClusterInputSchema = z.object({ name: restoredName }).strict();
+
 export const restoreInPlaceInputSchema = z
   .object({
     cluster: clusterName,
@@ -138,7 +142,7 @@ export const restoreInPlaceInputSchema = z
 export const cleanupInputSchema = z
   .object({
     cluster: clusterName,
-    run: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/, 'run: the id of the in-place restore run'),
+    run: z.string().regex(RUN_TAG_RE, 'run: the run tag of the in-place restore (its result\'s "run", e.g. restore-main-1-r0a1b2c3d4e5f)'),
     reason: z.string().trim().min(1, 'reason is required'),
     requestedBy: z.string().trim().min(1, 'requestedBy is required'),
   })

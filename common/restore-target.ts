@@ -27,7 +27,7 @@ export interface RestoreTarget {
 
 export interface ResolvedTarget {
   type: RestoreTargetType;
-  /** Normalised target value as given to pgBackRest ('2025-01-15 14:30:00.000+00' for times). */
+  /** Normalised target value as given to pgBackRest ('2025-01-15 14:30:00.000+00' for times, microseconds kept). */
   value?: string;
   /** The backup set pgBackRest will restore. */
   set: BackupSet;
@@ -45,9 +45,12 @@ const TIME_RE = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{
 
 /**
  * Parse a time with an explicit time zone: ISO 8601 ("2025-01-15T14:30:00Z", "+01:00") or PostgreSQL's
- * style ("2025-01-15 14:30:00+00"). Anything without a zone is ambiguous and refused.
+ * style ("2025-01-15 14:30:00+00"). Anything without a zone is ambiguous and refused. PostgreSQL keeps
+ * microseconds, and so does the result: `us` (microseconds since the epoch, exact in a double) for
+ * comparisons and `iso` in UTC with the fraction given (at least milliseconds, up to microseconds);
+ * `ms` is the JS Date value (cut to milliseconds: never write it back as the target).
  */
-export function parseTargetTime(text: string): { ok: true; iso: string; ms: number } | { ok: false; message: string } {
+export function parseTargetTime(text: string): { ok: true; iso: string; ms: number; us: number } | { ok: false; message: string } {
   const m = TIME_RE.exec(text.trim());
   if (!m) {
     return {
@@ -55,22 +58,33 @@ export function parseTargetTime(text: string): { ok: true; iso: string; ms: numb
       message: `"${text}" is not a time with a time zone; use e.g. "2025-01-15 14:30:00+00" or "2025-01-15T14:30:00Z" (a time without a zone is ambiguous)`,
     };
   }
-  const [, y, mo, d, h, mi, s = '0', frac = '0', zone] = m;
+  const [, y, mo, d, h, mi, s = '0', frac = '', zone] = m;
   let offsetMin = 0;
   if (!/^(Z|UTC)$/i.test(zone)) {
     const z = /^([+-])(\d{2}):?(\d{2})?$/.exec(zone)!;
     offsetMin = (z[1] === '-' ? -1 : 1) * (Number(z[2]) * 60 + Number(z[3] ?? 0));
     if (Math.abs(offsetMin) > 14 * 60) return { ok: false, message: `"${text}": time zone offset ${zone} is out of range` };
   }
-  const ms = Date.UTC(+y, +mo - 1, +d, +h, +mi, +s, Number(frac.padEnd(3, '0').slice(0, 3))) - offsetMin * 60_000;
+  const seconds = Date.UTC(+y, +mo - 1, +d, +h, +mi, +s) - offsetMin * 60_000;
   const check = new Date(Date.UTC(+y, +mo - 1, +d, +h, +mi, +s));
   if (check.getUTCFullYear() !== +y || check.getUTCMonth() !== +mo - 1 || check.getUTCDate() !== +d || +h > 23 || +mi > 59 || +s > 59) {
     return { ok: false, message: `"${text}" is not a valid calendar time` };
   }
-  return { ok: true, iso: new Date(ms).toISOString(), ms };
+  const fraction = frac.padEnd(3, '0');
+  const us = seconds * 1000 + Number(fraction.padEnd(6, '0'));
+  return { ok: true, iso: new Date(seconds).toISOString().replace(/\.\d{3}Z$/, `.${fraction}Z`), ms: Math.floor(us / 1000), us };
 }
 
-/** '2025-01-15T14:30:00.123Z' → '2025-01-15 14:30:00.123+00' (what recovery_target_time reads unambiguously). */
+/** Microseconds since the epoch of an ISO 8601 / PostgreSQL time with a zone (NaN when it is not one). */
+export function timeMicros(text: string): number {
+  const p = parseTargetTime(text);
+  return p.ok ? p.us : NaN;
+}
+
+/**
+ * '2025-01-15T14:30:00.123Z' → '2025-01-15 14:30:00.123+00' (what recovery_target_time reads unambiguously);
+ * the fraction is kept as given ('…00.795727Z' → '…00.795727+00').
+ */
 export function pgTime(iso: string): string {
   return iso.replace('T', ' ').replace('Z', '+00');
 }
@@ -157,19 +171,20 @@ export function resolveRestoreTarget(t: RestoreTarget, info: StanzaInfo, nowIso:
       if (!t.value) return fail('a "time" target needs value, e.g. "2025-01-15 14:30:00+00"');
       const p = parseTargetTime(t.value);
       if (!p.ok) return fail(p.message);
-      if (p.iso > nowIso) return fail(`target time ${pgTime(p.iso)} is in the future; the recoverable window is ${windowText(info)}`);
+      // Compared in microseconds (times with different fractions do not sort as text).
+      const at = pgTime(p.iso);
+      if (p.us > timeMicros(nowIso)) return fail(`target time ${at} is in the future; the recoverable window is ${windowText(info)}`);
       const w = info.window!;
-      if (p.iso < w.from) return fail(`target time ${pgTime(p.iso)} is before the oldest backup ends; the recoverable window is ${windowText(info)}`);
-      if (p.iso > w.to) {
-        return fail(`target time ${pgTime(p.iso)} is after the last archived WAL (${pgTime(w.to)}); the recoverable window is ${windowText(info)}`);
+      if (p.us < timeMicros(w.from)) return fail(`target time ${at} is before the oldest backup ends; the recoverable window is ${windowText(info)}`);
+      if (p.us > timeMicros(w.to)) {
+        return fail(`target time ${at} is after the last archived WAL (${pgTime(w.to)}); the recoverable window is ${windowText(info)}`);
       }
       // pgBackRest picks the newest set that stopped before the target; an explicit set must too.
-      const pick = [...sets].reverse().find((s) => s.stoppedAt <= p.iso)!;
-      if (explicit && explicit.stoppedAt > p.iso) {
-        return fail(`backup set ${explicit.label} ends at ${pgTime(explicit.stoppedAt)}, after the target time ${pgTime(p.iso)}; use ${pick.label} or leave set out`);
+      const pick = [...sets].reverse().find((s) => timeMicros(s.stoppedAt) <= p.us)!;
+      if (explicit && timeMicros(explicit.stoppedAt) > p.us) {
+        return fail(`backup set ${explicit.label} ends at ${pgTime(explicit.stoppedAt)}, after the target time ${at}; use ${pick.label} or leave set out`);
       }
-      const value = pgTime(p.iso);
-      return done(explicit ?? pick, ['--type=time', `--target=${value}`, '--target-action=promote'], value, `time ${value}`);
+      return done(explicit ?? pick, ['--type=time', `--target=${at}`, '--target-action=promote'], at, `time ${at}`);
     }
 
     case 'name': {

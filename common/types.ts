@@ -22,6 +22,8 @@ export interface ClusterSummary {
   repos: number[];
   processMax: number;
   backupTimeout: string;
+  /** worker.heartbeatTimeout: how soon a dead worker is noticed in any step. */
+  heartbeatTimeout: string;
 }
 
 /** One backup set as pgBackRest's `info --output=json` reports it, normalised. */

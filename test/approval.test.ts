@@ -32,6 +32,8 @@ before(async () => {
     slack: { channel: CHANNEL, tokenEnv: 'PGDR_TEST_SLACK_TOKEN', signingSecretEnv: 'PGDR_TEST_SLACK_SECRET', apiUrl },
     approvals: {
       demo: { approvers: ['alice', 'bob', 'dave', 'U0ALICE', 'U0BOB', 'U0CAROL', 'U0DAVE'], required: 1, expiresIn: '5m', remindEvery: '2m' },
+      // Sign-offs and pause decisions of a full-site recovery: only these people, on every channel.
+      fullSiteRecovery: { approvers: ['dave', 'U0BOB'] },
       people: { U0ALICE: 'alice', U0BOB: 'bob', U0DAVE: 'dave' },
     },
   });
@@ -92,6 +94,8 @@ interface ClickOpts {
   tamper?: (body: string) => string;
   /** Replace the whole body (signed correctly). */
   rawBody?: string;
+  /** The action's action_ts (default: a fresh one): the same click replayed has the same one. */
+  actionTs?: string;
 }
 
 let actionSeq = 0;
@@ -113,7 +117,7 @@ async function postAction(o: Omit<ClickOpts, 'decision' | 'value'> & { channel: 
     channel: { id: o.channel, name: 'dr-approvals' },
     message: { ts: o.messageTs, type: 'message' },
     response_url: 'https://hooks.slack.invalid/actions/T0TEST/1/x',
-    actions: [{ type: 'button', action_id: o.actionId, block_id: 'b', value: o.value, action_ts: `${Date.now() / 1000}.${++actionSeq}` }],
+    actions: [{ type: 'button', action_id: o.actionId, block_id: 'b', value: o.value, action_ts: o.actionTs ?? `${Date.now() / 1000}.${++actionSeq}` }],
   };
   let body = o.rawBody ?? `payload=${encodeURIComponent(JSON.stringify(payload))}`;
   const ts = String(Math.floor(Date.now() / 1000) + (o.skewS ?? 0));
@@ -279,6 +283,10 @@ describe('approval through a Slack button', () => {
     assert.equal(first.abort.style, 'danger');
     assert.ok(first.abort.confirm, 'abort asks for confirmation');
     const at = { channel: CHANNEL, messageTs: '1700000000.888888' };
+    // Anyone in the channel can click; only people on approvals.fullSiteRecovery.approvers decide.
+    const outsider = await postAction({ ...at, user: 'U0EVE', actionId: 'pgdr_abort', value: first.abort.value });
+    assert.equal(outsider.outcome?.ok, false);
+    assert.match(outsider.outcome!.reason!, /"U0EVE" may not abort/);
     const retried = await postAction({ ...at, user: 'U0BOB', actionId: 'pgdr_retry', value: first.retry.value });
     assert.equal(retried.outcome?.ok, true, retried.outcome?.reason);
     // The step fails again: a second pause, with its own buttons; the first pause's buttons are stale now.
@@ -379,6 +387,34 @@ describe('approval through a Slack button', () => {
     assert.equal(afterEnd.outcome?.ok, false);
     assert.match(afterEnd.outcome!.reason!, /not waiting for approval any more|already rejected/);
     await other.terminate('done');
+  });
+
+  test('a replayed click after the decision leaves the message decided, without buttons', async () => {
+    const w = await startDemo({ requestedBy: 'carol', reason: 'replay', required: 2, rounds: 2 });
+    const v = await pending(w);
+    const first = await click(v, { user: 'U0ALICE' });
+    assert.equal(first.outcome?.ok, true, first.outcome?.reason);
+    assert.equal((await click(v, { user: 'U0BOB' })).outcome?.ok, true);
+    await pending(w, 'approval-2');
+    const decided = () => {
+      const last = chatUpdatesOf(v).at(-1)!;
+      assert.match(String(last.fields.text), /^APPROVED/);
+      assert.doesNotMatch(JSON.stringify(last.fields.blocks), /pgdr_approve|pgdr_reject|Approval needed/);
+      assert.match(JSON.stringify(last.fields.blocks), /Approved by <@U0ALICE> \(u0alice\) and <@U0BOB>/);
+    };
+    decided();
+    // Slack (or an attacker holding a captured request) sends the first click again, freshly signed: Temporal
+    // answers the same update id with the first click's cached result ("1 of 2", pending).
+    const n = chatUpdatesOf(v).length;
+    await click(v, { user: 'U0ALICE', actionTs: first.outcome!.click.actionTs });
+    assert.ok(chatUpdatesOf(v).length >= n);
+    decided();
+    assert.equal((await state(w)).all[0].votes.length, 2, 'no vote added');
+    // And again once the workflow has finished.
+    await w.executeUpdate('reject', { args: [{ approvalId: 'approval-2', by: 'dave' }] });
+    await assert.rejects(w.result());
+    await click(v, { user: 'U0ALICE', actionTs: first.outcome!.click.actionTs });
+    decided();
   });
 });
 

@@ -11,21 +11,29 @@ import { ConfigError, loadConfig } from '../common/config';
 import { lsnToBigInt, type BackupResult, type SetupStanzaResult, type StanzaInfo } from '../common/types';
 import type { LocalCluster } from '../worker/local-cluster';
 import { Harness, pgbackrestJson, processesMatching, sql, waitFor } from './helpers/harness';
+import { SlackFake } from './helpers/slack-fake';
 import { run } from '../activities/process';
 
 const h = new Harness('backup');
+const slack = new SlackFake();
+const SLACK_TOKEN_ENV = 'PGDR_TEST_BACKUP_SLACK_TOKEN';
 let main: LocalCluster;
 let noArchive: LocalCluster;
 
 before(async () => {
   await h.startTemporal();
+  await slack.start();
+  process.env[SLACK_TOKEN_ENV] = 'xoxb-test-token';
   main = await h.addCluster({ name: 'main' });
   noArchive = await h.addCluster({ name: 'noarchive' }, { archive: false });
-  h.writeConfig();
+  h.writeConfig({ slack: { channel: 'C-OPS', tokenEnv: SLACK_TOKEN_ENV, apiUrl: slack.url } });
   await h.startWorker();
   await sql(main, 'CREATE TABLE orders (id serial PRIMARY KEY, note text)');
 });
-after(() => h.teardown());
+after(async () => {
+  await h.teardown();
+  await slack.stop();
+});
 
 type RawSet = { label: string; type: string; annotation?: Record<string, string>; timestamp: { start: number; stop: number }; lsn: { start: string; stop: string } };
 const repoSets = async (c: LocalCluster) => ((await pgbackrestJson(c, ['info'])) as { backup: RawSet[] }[])[0].backup;
@@ -145,6 +153,30 @@ describe('bad input is refused before pgBackRest runs', () => {
       assert.ok(!(await h.scheduledActivities(f.handle)).includes('takeBackup'), 'no pgBackRest backup was scheduled');
     });
   }
+});
+
+describe('notifications come after validation', () => {
+  test('an unknown or hostile cluster name is refused with BadInput and nothing reaches Slack', async () => {
+    // Control: a valid runbook does post to the fake.
+    slack.calls.length = 0;
+    await h.execute('expire', { cluster: 'main', dryRun: true });
+    assert.ok(slack.callsOf('chat.postMessage').length > 0, 'a valid runbook posts to the Slack fake');
+
+    const refused: [string, unknown, RegExp][] = [
+      ['backup', { cluster: 'x<script>', type: 'full' }, /unknown cluster "x<script>"/],
+      ['backup', { cluster: 'main', repo: 7 }, /has no repo7/],
+      ['expire', { cluster: 'x<script>', dryRun: true }, /unknown cluster "x<script>"/],
+    ];
+    for (const [workflow, input, re] of refused) {
+      slack.calls.length = 0;
+      const f = await h.expectFailure(workflow, input);
+      assert.match(f.message, re);
+      assert.equal(f.type, 'BadInput');
+      assert.deepEqual(slack.calls, [], `${workflow} ${JSON.stringify(input)}: no Slack message`);
+      const acts = await h.scheduledActivities(f.handle);
+      assert.ok(!acts.includes('notify'), `${workflow} ${JSON.stringify(input)}: no notify activity (${acts.join(', ')})`);
+    }
+  });
 });
 
 describe('configuration', () => {

@@ -4,12 +4,15 @@
  * window, and a worker SIGKILLed in the middle of the restore.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { ApplicationFailure, type WorkflowHandle } from '@temporalio/client';
+import { Client } from 'pg';
 import { parseVerifyOutput } from '../activities/drill';
-import { loadConfig } from '../common/config';
+import { connectionOptions } from '../activities/postgres';
+import { loadConfig, type ClusterConfig } from '../common/config';
 import type { DrillResult } from '../common/drill';
 import { configYaml, type LocalCluster } from '../worker/local-cluster';
 import { scratchNameFor } from '../workflows/verify-drill';
@@ -42,6 +45,15 @@ async function productionState() {
   const counts = await sql<{ o: string; a: string; m: string }>(main, 'SELECT (SELECT count(*) FROM orders) o, (SELECT count(*) FROM accounts) a, (SELECT count(*) FROM _prisma_migrations) m');
   const settings = await sql<{ s: string }>(main, "SELECT string_agg(name || '=' || setting, ',' ORDER BY name) s FROM pg_settings");
   return { counts: counts[0], settings: settings[0].s, autoConf: readFileSync(join(main.dataDir, 'postgresql.auto.conf'), 'utf8') };
+}
+
+/** The drill settings the in-process worker reads (changed for one test, then put back). */
+const drillConfig = (): ClusterConfig['drill'] => h.config.clusters.find((c) => c.name === 'main')!.drill;
+
+/** The DrillResult a failed drill carries in its failure details. */
+async function failedResult(handle: WorkflowHandle): Promise<{ type?: string; result: DrillResult }> {
+  const err = (await handle.result().catch((e: unknown) => e)) as { cause?: ApplicationFailure };
+  return { type: err.cause?.type ?? undefined, result: err.cause?.details?.[0] as DrillResult };
 }
 
 async function noScratchLeft(): Promise<void> {
@@ -151,6 +163,116 @@ describe('verification drill', () => {
     await noScratchLeft();
   });
 
+  test('the RPO proof under write load on a drill table: counts and target from one snapshot match exactly', async () => {
+    // A writer inserts into orders (a drill table) without pause for the whole drill.
+    const writer = new Client(connectionOptions(main));
+    await writer.connect();
+    let stop = false;
+    let written = 0;
+    const loop = (async () => {
+      while (!stop) await writer.query("INSERT INTO orders VALUES ($1, 'load')", [ROWS + ++written]);
+    })();
+    try {
+      await waitFor('the writer to insert', async () => written > 50);
+      const r = await h.execute<DrillResult>('verifyDrill', { cluster: 'main', target: { type: 'time' } });
+      const orders = r.validation!.rowCounts.find((c) => c.table === 'orders')!;
+      assert.equal(r.passed, true, JSON.stringify(r.validation?.checks.filter((c) => !c.ok)));
+      assert.ok(orders.exact && orders.restored === orders.production, `orders: ${orders.restored} restored, ${orders.production} counted`);
+      assert.ok(orders.production > ROWS, 'rows of the writer are in the counts');
+      assert.ok(written > orders.production - ROWS, 'the writer went on after the target');
+      await noScratchLeft();
+    } finally {
+      stop = true;
+      await loop;
+      await writer.end();
+      await sql(main, `DELETE FROM orders WHERE id > ${ROWS}`);
+    }
+  });
+
+  test('validation queries run read-only as a non-superuser; a failed validation keeps timings and the RPO gap', async () => {
+    const pwned = `/tmp/pgdr-drill-pwned-${process.pid}-${Date.now()}`;
+    const saved = [...drillConfig().validations];
+    drillConfig().validations.push(
+      { name: 'shell', sql: `COPY (SELECT 1) TO PROGRAM 'touch ${pwned}'`, expect: '1' },
+      { name: 'write', sql: 'CREATE TABLE pgdr_drill_write (id int)', expect: '1' },
+      { name: 'not superuser', sql: 'SELECT rolsuper::text FROM pg_roles WHERE rolname = current_user', expect: 'false' },
+    );
+    try {
+      const f = await h.expectFailure('verifyDrill', { cluster: 'main', target: { type: 'time' } });
+      assert.ok(!existsSync(pwned), 'COPY … TO PROGRAM did not run');
+      assert.match(f.message, /^drill failed at "Validate the restored copy": validation of the restored copy failed/);
+      const { type, result } = await failedResult(f.handle);
+      assert.equal(type, 'DrillValidationFailed');
+      const checks = Object.fromEntries(result.validation!.checks.map((c) => [c.name, c]));
+      assert.match(checks['Query "shell"'].detail, /must be superuser or have privileges of the pg_execute_server_program role to COPY to or from an external program/);
+      assert.equal(checks['Query "shell"'].ok, false);
+      assert.match(checks['Query "write"'].detail, /cannot execute CREATE TABLE in a read-only transaction/);
+      assert.equal(checks['Query "not superuser"'].ok, true, checks['Query "not superuser"'].detail);
+      assert.equal(checks['Query "accounts balance"'].ok, true, checks['Query "accounts balance"'].detail);
+      // The measured timings and RPO gap are kept, as for every other failure.
+      assert.ok(result.timings.restoreMs > 0 && result.timings.recoveryMs > 0 && result.timings.validationMs > 0, JSON.stringify(result.timings));
+      assert.ok(result.rpo && result.rpo.gapMs !== null && result.rpo.gapMs >= 0, JSON.stringify(result.rpo));
+      assert.equal(result.failure?.step, 'Validate the restored copy');
+      await noScratchLeft();
+    } finally {
+      drillConfig().validations.splice(0, Infinity, ...saved);
+      rmSync(pwned, { force: true });
+    }
+  });
+
+  test('preflight counts the WAL recovery restores in the scratch space it needs', async () => {
+    const margin = drillConfig().diskMargin;
+    drillConfig().diskMargin = 1e9;
+    try {
+      const f = await h.expectFailure('verifyDrill', { cluster: 'main', target: { type: 'time' } });
+      const m = /preflight: not enough free space in .*: backup set \S+ needs \d+ bytes \(restore size \d+ \+ \d+ % \+ WAL to restore and replay (\d+) bytes: (\d+) segment\(s\) [0-9A-F]{24} → [0-9A-F]{24}\), \d+ free/.exec(f.message);
+      assert.ok(m, f.message);
+      assert.ok(Number(m[2]) >= 1 && Number(m[1]) === Number(m[2]) * 16 * 1024 * 1024, f.message);
+      assert.ok(!(await h.scheduledActivities(f.handle)).includes('restoreToScratch'));
+    } finally {
+      drillConfig().diskMargin = margin;
+    }
+  });
+
+  test('a disk that fills up during the restore is reported as a full disk, not as a bad backup', async (t) => {
+    const mnt = join(h.root, 'small-scratch');
+    mkdirSync(mnt, { recursive: true });
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3g', 'tmpfs', mnt], { stdio: 'ignore' });
+    } catch {
+      t.skip('cannot mount a tmpfs here');
+      return;
+    }
+    const hooks = join(h.root, 'hooks');
+    mkdirSync(hooks, { recursive: true });
+    const savedDir = drillConfig().scratchDir;
+    process.env.PGDR_HOOK_DIR = hooks;
+    process.env.PGBACKREST_JOB_RETRY = '0'; // pgBackRest would retry the failed file twice (the second after 15 s)
+    writeFileSync(join(hooks, 'drillPreflight:after.hold'), '');
+    drillConfig().scratchDir = mnt;
+    try {
+      const handle = await h.start('verifyDrill', { cluster: 'main' });
+      await waitFor('the preflight to pass', async () => existsSync(join(hooks, 'drillPreflight:after.reached')), 60_000, 50);
+      // After the preflight measured the space, something else fills the disk (leave 2 MB).
+      const fs = statfsSync(mnt);
+      execFileSync('fallocate', ['-l', String(Number(fs.bavail) * Number(fs.bsize) - 2 * 1024 * 1024), join(mnt, 'filler')]);
+      rmSync(join(hooks, 'drillPreflight:after.hold'));
+      const err = (await handle.result().catch((e: unknown) => e)) as Error;
+      let root: { message: string; cause?: unknown } = err;
+      while (root.cause) root = root.cause as typeof root;
+      assert.match(root.message, new RegExp(`^drill failed at "Restore the backup set into a scratch folder.*": disk full at ${mnt} \\(\\d+ MB free, needed \\d+ MB\\): pgbackrest restore failed .*(unable to write|No space left on device)`));
+      assert.doesNotMatch(root.message, /checksum|corrupt|invalid/i);
+      const { type } = await failedResult(handle);
+      assert.equal(type, 'DiskFull');
+    } finally {
+      drillConfig().scratchDir = savedDir;
+      rmSync(join(hooks, 'drillPreflight:after.hold'), { force: true });
+      delete process.env.PGDR_HOOK_DIR;
+      delete process.env.PGBACKREST_JOB_RETRY;
+      execFileSync('umount', [mnt]);
+    }
+  });
+
   test('a target outside the recoverable window fails at preflight and restores nothing', async () => {
     const future = new Date(Date.now() + 3_600_000).toISOString();
     const f = await h.expectFailure('verifyDrill', { cluster: 'main', target: { type: 'time', value: future } });
@@ -210,6 +332,7 @@ describe('verification drill', () => {
       [{ cluster: 'main', target: { type: 'lsn' } }, /a lsn target needs a value/],
       [{ cluster: 'main', set: 'drop table' }, /set: a backup set label/],
       [{ cluster: 'main', target: { type: 'week' } }, /target.type must be one of/],
+      [{ cluster: 'main', validations: [{ name: 'x', sql: 'SELECT 1', expect: '1' }] }, /validations: validation queries are not accepted in the workflow input; configure them in the config file/],
     ] as [unknown, RegExp][]) {
       const f = await h.expectFailure('verifyDrill', input);
       assert.match(f.message, re);

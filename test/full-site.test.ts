@@ -224,7 +224,8 @@ before(async () => {
   // --- the old host: cluster main, repo1 encrypted (passphrase in its pgBackRest config), repo2 plain ---
   old = await h.addCluster({ name: 'main', host: 'old', repo2: true }, { cipher: true });
   writeFileSync(old.pgbackrestConfig, pgbackrestConf(old, { cipher: true }).replace('repo1-cipher-type=aes-256-cbc', `repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=${PASS}`));
-  const approvals = { fullSiteRecovery: { approvers: ['alice', 'bob', 'carol'], required: 2, expiresIn: '10m', remindEvery: '5m' } };
+  // dave and erin sign the checklists: every sign-off and pause decision needs someone on this allowlist.
+  const approvals = { fullSiteRecovery: { approvers: ['alice', 'bob', 'carol', 'dave', 'erin'], required: 2, expiresIn: '10m', remindEvery: '5m' } };
   const address = h.env.connection.options.address;
   const oldFile = join(h.root, 'old.yaml');
   writeFileSync(
@@ -386,6 +387,8 @@ describe('full-site recovery', () => {
         assert.equal(p.step, 'Check the cipher passphrase of repo1');
         assert.match(p.error, /cannot decrypt repo1 with the passphrase from file .*repo1\.pass \(info status 99: wrong or missing cipher passphrase\)/);
         assert.ok(!p.error.includes(WRONG) && !p.error.includes(PASS), 'no passphrase in the error');
+        // Only people on approvals.fullSiteRecovery.approvers decide a pause, on every channel.
+        await assert.rejects(handle.executeUpdate('abort', { args: [{ by: 'mallory', reason: 'I can' }] }), (e: Error) => /"mallory" may not abort/.test(String((e as { cause?: Error }).cause?.message)));
         return { action: 'abort', reason: 'no access to the key vault' };
       },
     });

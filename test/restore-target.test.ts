@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseTimelineHistory } from '../activities/pgbackrest';
-import { parseTargetTime, resolveRestoreTarget, walSegmentEnd, type RestoreTarget } from '../common/restore-target';
+import { restoreOptions } from '../activities/restore';
+import type { ClusterConfig } from '../common/config';
+import { parseTargetTime, pgTime, resolveRestoreTarget, walSegmentEnd, type RestoreTarget } from '../common/restore-target';
 import type { BackupSet, StanzaInfo } from '../common/types';
 
 const set = (label: string, type: BackupSet['type'], stop: string, lsnStop: string, annotations: Record<string, string> = {}): BackupSet => ({
@@ -52,11 +54,19 @@ const refused = (t: RestoreTarget, re: RegExp) => {
 
 describe('time parsing', () => {
   test('accepts PostgreSQL style and ISO 8601 with a zone', () => {
-    assert.deepEqual(parseTargetTime('2025-01-15 14:30:00+00'), { ok: true, iso: '2025-01-15T14:30:00.000Z', ms: Date.UTC(2025, 0, 15, 14, 30) });
+    assert.deepEqual(parseTargetTime('2025-01-15 14:30:00+00'), { ok: true, iso: '2025-01-15T14:30:00.000Z', ms: Date.UTC(2025, 0, 15, 14, 30), us: Date.UTC(2025, 0, 15, 14, 30) * 1000 });
     assert.equal((parseTargetTime('2025-01-15T14:30:00Z') as { iso: string }).iso, '2025-01-15T14:30:00.000Z');
     assert.equal((parseTargetTime('2025-01-15T15:30:00+01:00') as { iso: string }).iso, '2025-01-15T14:30:00.000Z');
     assert.equal((parseTargetTime('2025-01-15 09:30:00.250-05') as { iso: string }).iso, '2025-01-15T14:30:00.250Z');
     assert.equal((parseTargetTime('2025-01-15 14:30:00 UTC') as { iso: string }).iso, '2025-01-15T14:30:00.000Z');
+  });
+  test('keeps microseconds (PostgreSQL commit times have them)', () => {
+    const p = parseTargetTime('2026-11-21 23:14:03.795727+00');
+    assert.deepEqual(p, { ok: true, iso: '2026-11-21T23:14:03.795727Z', ms: Date.UTC(2026, 10, 21, 23, 14, 3, 795), us: Date.UTC(2026, 10, 21, 23, 14, 3) * 1000 + 795727 });
+    assert.equal((parseTargetTime('2026-11-22T00:44:03.795727+01:30') as { iso: string }).iso, '2026-11-21T23:14:03.795727Z');
+    assert.equal((parseTargetTime('2026-11-21 23:14:03.7957Z') as { iso: string }).iso, '2026-11-21T23:14:03.7957Z');
+    assert.equal(pgTime((parseTargetTime('2026-11-21 23:14:03.795727+00') as { iso: string }).iso), '2026-11-21 23:14:03.795727+00');
+    assert.equal(parseTargetTime('2026-11-21 23:14:03.7957271+00').ok, false, 'PostgreSQL has no nanoseconds');
   });
   for (const bad of ['2025-01-15 14:30:00', 'yesterday', '15/01/2025 14:30 +00', '2025-02-30 10:00:00Z', '2025-01-15 25:00:00Z', '2025-01-15 14:30:00+15:00', '']) {
     test(`refuses ${JSON.stringify(bad)}`, () => assert.equal(parseTargetTime(bad).ok, false));
@@ -74,6 +84,25 @@ describe('restore targets', () => {
     refused({ type: 'time', value: '2025-01-15 15:30:00+00' }, /after the last archived WAL/);
     refused({ type: 'time', value: '2030-01-01 00:00:00+00' }, /in the future/);
     refused({ type: 'time', value: '2025-01-15 10:00' }, /time zone/);
+  });
+  test('a microsecond target is kept in the options and the description, and compared in microseconds', () => {
+    const t = ok({ type: 'time', value: '2025-01-15 10:00:00.795727+00' });
+    assert.ok(t.options.includes('--target=2025-01-15 10:00:00.795727+00'), t.options.join(' '));
+    assert.equal(t.value, '2025-01-15 10:00:00.795727+00');
+    assert.match(t.description, /^time 2025-01-15 10:00:00\.795727\+00 from/);
+    // One microsecond after the last archived WAL (15:00:00.000) is outside the window.
+    refused({ type: 'time', value: '2025-01-15 15:00:00.000001+00' }, /target time 2025-01-15 15:00:00\.000001\+00 is after the last archived WAL/);
+    assert.ok(resolve({ type: 'time', value: '2025-01-15 15:00:00.000000+00' }).ok);
+    // One microsecond before the diff set's stop (08:01:00.000): the full set, and the diff set is refused.
+    assert.equal(ok({ type: 'time', value: '2025-01-15 08:00:59.999999+00' }).set.label, '20250115-020000F');
+    refused({ type: 'time', value: '2025-01-15 08:00:59.999999+00', set: '20250115-020000F_20250115-080000D' }, /ends at .* after the target time 2025-01-15 08:00:59\.999999\+00/);
+    assert.equal(ok({ type: 'time', value: '2025-01-15 08:01:00.000001+00' }).set.label, '20250115-020000F_20250115-080000D');
+  });
+  test('pgBackRest gets the microseconds of a time target', () => {
+    const c = { backup: { processMax: 1 } } as ClusterConfig;
+    const o = restoreOptions(c, { cluster: 'main', dataDir: '/tmp/x', target: { type: 'time', value: '2026-11-21 23:14:03.795727+00' } });
+    assert.ok(o.includes('--target=2026-11-21 23:14:03.795727+00'), o.join(' '));
+    assert.throws(() => restoreOptions(c, { cluster: 'main', dataDir: '/tmp/x', target: { type: 'name', value: 'a\nb' } }), /single line/);
   });
   test('an explicit set that ends after the target time is refused', () => {
     refused({ type: 'time', value: '2025-01-15 10:00:00+00', set: '20250115-120000F' }, /ends at .* after the target time/);

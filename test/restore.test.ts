@@ -218,7 +218,7 @@ describe('restore in place', () => {
     try {
       const handle = await start({ target: { type: 'immediate', set: backup.set.label } });
       await drive(handle, { decision: 'approve', by: 'bob' });
-      await rejectsWith(handle.result(), /ROLLED BACK: the original data directory is back/);
+      await rejectsWith(handle.result(), /ROLLED BACK: the original is back in .*; what was there is kept at .*failed-restore-/);
       assert.equal(await serverState(main), 'running');
       assert.deepEqual(await tags(main.port, main.socketDir), before, 'original data');
       const kept = keptDirs();
@@ -234,7 +234,7 @@ describe('approval expiry', () => {
   test('an expired approval stops the restore with nothing destructive done', async () => {
     await h.stopWorkers();
     h.writeConfig(
-      { approvals: { restoreInPlace: { approvers: ['alice'], required: 1, expiresIn: '3s', remindEvery: '1s' } } },
+      { approvals: { restoreInPlace: { approvers: ['alice', 'bob'], required: 1, expiresIn: '3s', remindEvery: '1s' } } },
       { main: { restore: { expectTables: { orders: 1 } } } },
     );
     await h.startWorker();

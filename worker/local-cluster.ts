@@ -6,6 +6,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSyn
 import { userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
+import { iniLines, pgConfLines } from '../common/conf-value';
 import { query, startServer, stopServer, type PgTarget } from '../activities/postgres';
 import { run } from '../activities/process';
 
@@ -102,22 +103,22 @@ export function localCluster(spec: LocalClusterSpec): LocalCluster {
 export function pgbackrestConf(c: LocalCluster, opts: { cipher?: boolean } = {}): string {
   const lines = [
     '[global]',
-    `repo1-path=${c.repoPath}`,
-    ...(opts.cipher ? ['repo1-cipher-type=aes-256-cbc'] : []),
-    ...(c.repo2Path ? [`repo2-path=${c.repo2Path}`] : []),
-    `log-path=${join(c.dir, 'log')}`,
-    `lock-path=${join(c.dir, 'lock')}`,
-    `spool-path=${join(c.dir, 'spool')}`,
-    'start-fast=y',
-    'log-level-file=info',
-    // Keep everything unless a retention is configured explicitly; silences the retention warning.
-    'repo1-retention-full=9999999',
-    ...(c.repo2Path ? ['repo2-retention-full=9999999'] : []),
+    ...iniLines({
+      'repo1-path': c.repoPath,
+      'repo1-cipher-type': opts.cipher ? 'aes-256-cbc' : undefined,
+      'repo2-path': c.repo2Path,
+      'log-path': join(c.dir, 'log'),
+      'lock-path': join(c.dir, 'lock'),
+      'spool-path': join(c.dir, 'spool'),
+      'start-fast': 'y',
+      'log-level-file': 'info',
+      // Keep everything unless a retention is configured explicitly; silences the retention warning.
+      'repo1-retention-full': 9999999,
+      'repo2-retention-full': c.repo2Path ? 9999999 : undefined,
+    }),
     '',
     `[${c.stanza}]`,
-    `pg1-path=${c.dataDir}`,
-    `pg1-port=${c.port}`,
-    `pg1-socket-path=${c.socketDir}`,
+    ...iniLines({ 'pg1-path': c.dataDir, 'pg1-port': c.port, 'pg1-socket-path': c.socketDir }),
     '',
   ];
   return lines.join('\n');
@@ -143,15 +144,17 @@ export async function initLocalCluster(c: LocalCluster, opts: { cipher?: boolean
   const settings = [
     '',
     '# --- pgdr local cluster ---',
-    `port = ${c.port}`,
-    `unix_socket_directories = '${c.socketDir}'`,
-    "listen_addresses = ''",
-    'wal_level = replica',
-    ...(opts.archive === false ? ['archive_mode = off'] : ['archive_mode = on', `archive_command = '${archiveCommand}'`]),
-    'max_wal_senders = 3',
-    'shared_buffers = 64MB',
-    'fsync = on',
-    "log_line_prefix = '%m [%p] '",
+    ...pgConfLines({
+      port: String(c.port),
+      unix_socket_directories: c.socketDir,
+      listen_addresses: '',
+      wal_level: 'replica',
+      ...(opts.archive === false ? { archive_mode: 'off' } : { archive_mode: 'on', archive_command: archiveCommand }),
+      max_wal_senders: '3',
+      shared_buffers: '64MB',
+      fsync: 'on',
+      log_line_prefix: '%m [%p] ',
+    }),
     '',
   ];
   const conf = join(c.dataDir, 'postgresql.conf');

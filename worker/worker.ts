@@ -8,6 +8,7 @@ import { temporalLogger } from '../common/log';
 import { createActivities } from '../activities';
 import type { LoadedConfig } from '../common/config';
 import { hostTaskQueue } from '../common/types';
+import { livenessInterceptor } from './liveness';
 import { startObservability } from './observability';
 
 export interface WorkerSetOptions {
@@ -57,6 +58,7 @@ export async function createWorkerSet(opts: WorkerSetOptions): Promise<WorkerSet
     connection,
     namespace: config.temporal.namespace,
     maxConcurrentActivityTaskExecutions: config.worker.maxConcurrentActivities,
+    interceptors: { activity: [livenessInterceptor] },
   };
   const workers: Worker[] = [];
   if (opts.workflows !== false) {
@@ -66,6 +68,7 @@ export async function createWorkerSet(opts: WorkerSetOptions): Promise<WorkerSet
         taskQueue: config.temporal.taskQueue,
         activities,
         maxCachedWorkflows: config.worker.maxCachedWorkflows,
+        stickyQueueScheduleToStartTimeout: config.worker.stickyQueueTimeout as never,
         ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
       }),
     );

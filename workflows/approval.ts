@@ -26,6 +26,8 @@
  *   part of `approvalAudit()`, which runbooks put into their result.
  * - Several approvals in one workflow are fine (ids approval-1, approval-2, …); votes for an older one are
  *   refused as stale.
+ * - An approval belongs to one Temporal run (`grantedInRun`): `approvalOfThisRun` asks again after a Reset
+ *   (whose history replays the old run's votes) or for a new run under a reused workflow id.
  *
  * Runbook authors: the vote handlers are synchronous today, but end your workflow with
  * `await condition(allHandlersFinished)` so that no Update is cut off if a handler ever awaits.
@@ -89,6 +91,11 @@ export interface ApprovalRequest {
 export interface ApprovalDecision {
   approvalId: string;
   status: 'approved';
+  /**
+   * The Temporal run the approval was given to (read by an activity, so a Reset replays the OLD run id).
+   * Destructive activities refuse to act for any other run: a Reset or a reused workflow id asks again.
+   */
+  grantedInRun: string;
   approvedBy: string[];
   votes: Vote[];
   request: ApprovalView;
@@ -215,6 +222,16 @@ function bad(message: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(`approval request: ${message}`, 'BadInput');
 }
 
+/**
+ * The approval for the destructive steps that follow, given to THIS run: when `decision` was given to an
+ * earlier run (this run is a Reset of it), ask again with the same request.
+ */
+export async function approvalOfThisRun(decision: ApprovalDecision, req: ApprovalRequest): Promise<ApprovalDecision> {
+  const { runId } = await acts.whichRun();
+  if (decision.grantedInRun === runId) return decision;
+  return requestApproval({ ...req, reason: `${req.reason} (asked again: the approval ${decision.approvalId} was given to run ${decision.grantedInRun}, before a Reset)` });
+}
+
 /** Ask for approval and wait for the decision. See the file comment. */
 export async function requestApproval(req: ApprovalRequest): Promise<ApprovalDecision> {
   register();
@@ -315,7 +332,8 @@ export async function requestApproval(req: ApprovalRequest): Promise<ApprovalDec
   }
 
   if (view.status === 'approved') {
-    return { approvalId: view.approvalId, status: 'approved', approvedBy: view.decidedBy ?? [], votes: [...view.votes], request: view };
+    const { runId: grantedInRun } = await acts.whichRun();
+    return { approvalId: view.approvalId, status: 'approved', grantedInRun, approvedBy: view.decidedBy ?? [], votes: [...view.votes], request: view };
   }
   const reject = view.votes.find((v) => v.decision === 'reject');
   const message =

@@ -4,10 +4,15 @@
  * `checkItem` {item, by, note?} — from `pgdr check <workflowId> <item>`, the Temporal UI, or Slack.
  * Optional items may be skipped with a reason. The state is shown live in the UI and answered by the
  * `checklist` query.
+ *
+ * Who may sign (invariant 4): a checklist of a destructive runbook names the approval kind whose allowlist
+ * signs it (`approvals.<kind>.approvers`); items marked `notRequester` need someone other than the person
+ * who requested the runbook. The `checkItem` validator applies it, so the CLI, Slack and the UI get one rule.
  */
 import type { Duration } from '@temporalio/common';
 import { condition, defineQuery, defineUpdate, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { actorRefusal, type ActorPolicy, type ApprovalKind } from '../common/approvals';
 
 export type ItemState = 'pending' | 'running' | 'passed' | 'failed' | 'signed' | 'skipped';
 
@@ -17,6 +22,14 @@ export interface ChecklistItemSpec {
   /** auto: pgdr checks it; manual: a person signs it off. */
   kind: 'auto' | 'manual';
   optional?: boolean;
+  /** A second pair of eyes: the requester of the runbook may not sign this item. */
+  notRequester?: boolean;
+}
+
+/** Who signs a checklist: the allowlist of approvals.<kind>, and who requested the runbook. */
+export interface SignOffPolicy {
+  kind: ApprovalKind;
+  requestedBy: string;
 }
 
 export interface ChecklistItem extends ChecklistItemSpec {
@@ -48,7 +61,7 @@ export interface CheckOutcome {
   note: string;
 }
 
-/** Sign-off requests in Slack: configuration and Slack only, on the workflow's own task queue. */
+/** Sign-off requests in Slack and the signers' policy: configuration and Slack only, on the workflow's own task queue. */
 const slack = proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 2 } });
 
 const lists: Checklist[] = [];
@@ -84,6 +97,10 @@ function installHandlers() {
           throw new Error(`"${input.item}" is already ${it.state}${it.by ? ` by ${it.by}` : ''}`);
         }
         if (input.skip && !found.item.optional) throw new Error(`"${input.item}" is not optional and cannot be skipped`);
+        if (found.list.signers) {
+          const refused = actorRefusal(found.list.signers, input.by, `sign off "${input.item}"`, found.item.notRequester);
+          if (refused) throw new Error(refused);
+        }
         if (input.skip && !input.note?.trim()) throw new Error('skipping an item needs a reason in "note"');
       },
     },
@@ -103,11 +120,14 @@ function findOpenManualItem(id: string): { list: Checklist; item: ChecklistItem 
 export class Checklist {
   readonly items: ChecklistItem[];
   active = false;
+  /** Loaded from the config when the list opens (see SignOffPolicy); undefined: anyone may sign. */
+  signers?: ActorPolicy;
   private onChange: () => void = () => undefined;
 
   constructor(
     readonly name: string,
     specs: ChecklistItemSpec[],
+    private readonly policy?: SignOffPolicy,
   ) {
     installHandlers();
     this.items = specs.map((s) => ({ ...s, state: 'pending' as ItemState }));
@@ -134,6 +154,9 @@ export class Checklist {
    * (empty when the list is complete). Waits at most `timeout` for people (undefined: forever).
    */
   async run(check: (id: string) => Promise<CheckOutcome>, timeout?: Duration): Promise<{ complete: boolean; failed: ChecklistItem[]; waitingFor: ChecklistItem[] }> {
+    if (this.policy && !this.signers) {
+      this.signers = { ...(await slack.approvalPolicy({ kind: this.policy.kind })), requestedBy: this.policy.requestedBy };
+    }
     this.active = true;
     this.changed();
     for (const item of this.items.filter((i) => i.kind === 'auto')) {
@@ -177,7 +200,8 @@ export class Checklist {
   markdown(): string {
     const mark: Record<ItemState, string> = { pending: '☐', running: '⏳', passed: '✓', signed: '✓', failed: '✗', skipped: '–' };
     const lines = this.items.map((i) => {
-      const who = i.by ? ` — ${i.state} by ${i.by}${i.at ? ` at ${i.at.slice(11, 19)}Z` : ''}` : i.kind === 'manual' && i.state === 'pending' ? ` — waiting for sign-off: \`pgdr check <workflowId> ${i.id}\`` : '';
+      const signer = this.signers ? ` by ${i.notRequester ? `someone other than ${this.signers.requestedBy} ` : ''}on approvals.${this.signers.kind}.approvers` : '';
+      const who = i.by ? ` — ${i.state} by ${i.by}${i.at ? ` at ${i.at.slice(11, 19)}Z` : ''}` : i.kind === 'manual' && i.state === 'pending' ? ` — waiting for sign-off${signer}: \`pgdr check <workflowId> ${i.id}\`` : '';
       return `- ${mark[i.state]} ${i.title}${i.optional ? ' (optional)' : ''}${who}${i.note ? `: ${i.note}` : ''}`;
     });
     return [`**${this.name}**`, ...lines].join('\n');

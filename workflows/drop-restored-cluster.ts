@@ -4,12 +4,17 @@
  */
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { config, NON_RETRYABLE, Runbook } from './runbook';
+import { dropRestoredClusterInputSchema } from '../common/inputs';
+import { config, NON_RETRYABLE, Runbook, validInput } from './runbook';
 
 export async function dropRestoredCluster(input: { name: string }): Promise<{ name: string; dir: string; host: string }> {
-  if (!input || typeof input.name !== 'string' || !input.name) throw ApplicationFailure.nonRetryable('dropRestoredCluster: name is required', 'BadInput');
-  const rb = new Runbook(`Drop restored cluster ${input.name}`);
+  const { name } = validInput(dropRestoredClusterInputSchema, input, 'dropRestoredCluster');
+  const rb = new Runbook(`Drop restored cluster ${name}`);
   const hosts = await rb.step('List the database hosts', () => config.listHosts());
+  const production = hosts.find((h) => h.clusters.includes(name));
+  if (production) {
+    throw ApplicationFailure.nonRetryable(`no restored cluster named "${name}": it is a configured production cluster (on host ${production.host}); pgdr clusters drop only removes restored clusters`, 'BadInput');
+  }
   for (const h of hosts) {
     const onHost = proxyActivities<Activities>({
       taskQueue: h.taskQueue,
@@ -17,10 +22,10 @@ export async function dropRestoredCluster(input: { name: string }): Promise<{ na
       scheduleToStartTimeout: '30s',
       retry: { maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
     });
-    const here = await rb.step(`Look for ${input.name} on host ${h.host}`, () => onHost.listRestoredClusters());
-    if (!here.some((r) => r.name === input.name)) continue;
-    const r = await rb.step(`Stop ${input.name} and delete its folder`, () => onHost.dropRestoredCluster({ name: input.name }));
+    const here = await rb.step(`Look for ${name} on host ${h.host}`, () => onHost.listRestoredClusters());
+    if (!here.some((r) => r.name === name)) continue;
+    const r = await rb.step(`Stop ${name} and delete its folder`, () => onHost.dropRestoredCluster({ name }));
     return { ...r, host: h.host };
   }
-  throw ApplicationFailure.nonRetryable(`no restored cluster named "${input.name}" on any host (pgdr clusters list)`, 'BadInput');
+  throw ApplicationFailure.nonRetryable(`no restored cluster named "${name}" on any host (pgdr clusters list)`, 'BadInput');
 }

@@ -25,10 +25,11 @@ export async function expire(input: ExpireInput): Promise<ExpireResult> {
   const req = validInput(expireInputSchema, input, 'expire');
   const what = req.set ? `backup set ${req.set}` : req.retentionFull ? `keeping ${req.retentionFull} full backup(s)` : 'configured retention';
   const rb = new Runbook(`Expire (${what})${req.dryRun ? ' — dry run' : ''} on cluster ${req.cluster}`);
-  return rb.notified({ cluster: req.cluster }, async () => {
-    const [cluster, policy] = await rb.step('Look up the cluster and its retention', () =>
-      Promise.all([config.describeCluster({ cluster: req.cluster, repo: req.repo }), config.clusterPolicy({ cluster: req.cluster })]),
-    );
+  // Validate before anyone is told: an unknown cluster or repo fails here, without a notification.
+  const [cluster, policy] = await rb.step('Look up the cluster and its retention', () =>
+    Promise.all([config.describeCluster({ cluster: req.cluster, repo: req.repo }), config.clusterPolicy({ cluster: req.cluster })]),
+  );
+  return rb.notified({ cluster }, async () => {
     const host = onHost(cluster);
     const retentionFull = req.set ? undefined : (req.retentionFull ?? policy.retention.full);
     const retentionDiff = req.set ? undefined : (req.retentionDiff ?? policy.retention.diff);

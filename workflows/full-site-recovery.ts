@@ -32,7 +32,6 @@ import {
   CancellationScope,
   condition,
   defineQuery,
-  defineUpdate,
   isCancellation,
   proxyActivities,
   setHandler,
@@ -45,10 +44,12 @@ import { durationMs } from '../common/approvals';
 import { formatDuration, measuredRto, renderDrReport, replayReached, renderGanttSvg, type DrApproval, type DrOutcome, type DrPause, type DrReportData } from '../common/dr-report';
 import { fullSiteRecoveryInputSchema } from '../common/inputs';
 import { resolveRestoreTarget, type ResolvedTarget, type RestoreTarget } from '../common/restore-target';
+import { runTag, type RunIdentity } from '../common/run-identity';
 import { hostTaskQueue, type StanzaInfo } from '../common/types';
 import { approvalAudit, requestApproval } from './approval';
 import { Checklist, type ChecklistItemSpec, type ChecklistSnapshot } from './checklist';
 import { archiveNewTimeline, restoreRequestFor } from './restore-steps';
+import { Pauses } from './pause';
 import { config, NON_RETRYABLE, notify, rootMessage, Runbook, validInput, type StepRecord } from './runbook';
 
 export interface FullSiteRecoveryInput {
@@ -84,17 +85,6 @@ export interface FullSiteRecoveryResult {
   error?: string;
 }
 
-export interface ResumeArgs {
-  by: string;
-  note?: string;
-  /** The pause this decision is for (its `since`; Slack buttons send it): a stale button is refused. */
-  pause?: string;
-}
-export interface AbortArgs {
-  by: string;
-  pause?: string;
-  reason: string;
-}
 export interface FullSiteState {
   cluster: string;
   targetHost: string;
@@ -103,14 +93,12 @@ export interface FullSiteState {
   paused: DrPause | null;
 }
 
-export const retryUpdate = defineUpdate<DrPause, [ResumeArgs]>('retry');
-export const abortUpdate = defineUpdate<DrPause, [AbortArgs]>('abort');
 export const fullSiteStateQuery = defineQuery<FullSiteState>('fullSiteState');
 export const drReportQuery = defineQuery<string>('drReport');
 
-/** The scratch folder name of a drill run (derived from the workflow id, so that a cleanup finds it). */
-export function fullSiteScratchName(workflowId: string): string {
-  return `pgdr-dr-${workflowId.replace(/^dr-/, '').replace(/[^A-Za-z0-9._-]/g, '-')}`.slice(0, 80);
+/** The scratch folder name of a drill run: one per Temporal run (a Reset or a reused id gets its own). */
+export function fullSiteScratchName(run: RunIdentity): string {
+  return `pgdr-dr-${runTag(run).replace(/^dr-/, '')}`.slice(-80).replace(/^[^A-Za-z0-9]+/, '');
 }
 
 /** File name (without extension) of a run's report. */
@@ -126,6 +114,7 @@ function onTarget(host: string) {
     // No worker on the new host yet: surface that (and pause) instead of waiting silently.
     scheduleToStartTimeout: '5m',
     startToCloseTimeout: '5m',
+    heartbeatTimeout: '20s', // every activity heartbeats (worker/liveness.ts)
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
   });
   const report = proxyActivities<Activities>({
@@ -155,7 +144,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
   const drill = req.drill === true;
   const wf = workflowInfo().workflowId;
   const run = wf.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 100);
-  const scratch = fullSiteScratchName(wf);
+  const scratch = fullSiteScratchName(workflowInfo());
   const startedAt = now();
   const rb = new Runbook(`${drill ? 'DR DRILL (full-site recovery)' : 'FULL-SITE RECOVERY'} of cluster ${req.cluster} onto host ${req.targetHost}`);
   const target = onTarget(req.targetHost);
@@ -176,9 +165,14 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
   let reachedWal: boolean | null = null;
   let databaseAvailableAt: string | undefined;
   const notes: string[] = [];
-  const pauses: DrPause[] = [];
-  let paused: DrPause | null = null;
-  let decision: { action: 'retry' | 'abort'; by: string; note?: string } | undefined;
+  const pauses = new Pauses({
+    rb,
+    subject: `${drill ? 'DR drill' : 'full-site recovery'} of ${req.cluster} onto ${req.targetHost}`,
+    cluster: req.cluster,
+    kind: 'fullSiteRecovery',
+    requestedBy: req.requestedBy,
+    cli: (c) => (c === 'retry' ? `pgdr dr retry ${wf} --as <you> --note "…"` : `pgdr dr abort ${wf} --as <you> --reason "…"`),
+  });
   const lists: Checklist[] = [];
 
   const reportData = (): DrReportData => ({
@@ -217,7 +211,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
       votes: a.votes.map((v) => ({ by: v.by, decision: v.decision, via: v.via, at: v.at, comment: v.comment })),
     })),
     checklists: lists.map((l) => l.snapshot()),
-    pauses: pauses.map((p) => ({ ...p })),
+    pauses: pauses.all.map((p) => ({ ...p })),
     rto,
     databaseAvailableAt,
     error,
@@ -225,44 +219,10 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
   });
   const markdown = () => renderDrReport(reportData(), { svgFile: `${reportBaseName(wf)}.svg (beside this file)` });
 
-  setHandler(fullSiteStateQuery, () => ({ cluster: req.cluster, targetHost: req.targetHost, drill, outcome, paused }), {
+  setHandler(fullSiteStateQuery, () => ({ cluster: req.cluster, targetHost: req.targetHost, drill, outcome, paused: pauses.current }), {
     description: 'Where the full-site recovery stands: paused (step, error, since) or not, and its outcome',
   });
   setHandler(drReportQuery, markdown, { description: 'The DR report (Markdown) as of now' });
-  setHandler(
-    retryUpdate,
-    (a) => {
-      decision = { action: 'retry', by: a.by.trim(), note: a.note?.trim() || undefined };
-      return { ...paused! };
-    },
-    {
-      description: 'Run the failed step again after fixing the host: {"by": "<you>", "note": "what was fixed"}',
-      validator: (a) => {
-        if (!a || typeof a !== 'object' || typeof a.by !== 'string' || !a.by.trim()) throw new Error('"by" is required: who retries');
-        if (!paused) throw new Error('the runbook is not paused: nothing to retry');
-        if (a.pause && a.pause !== paused.since) throw new Error('this button belongs to an earlier pause; use the newest message');
-        if (decision) throw new Error(`already decided: ${decision.action} by ${decision.by}`);
-      },
-    },
-  );
-  setHandler(
-    abortUpdate,
-    (a) => {
-      decision = { action: 'abort', by: a.by.trim(), note: a.reason.trim() };
-      return { ...paused! };
-    },
-    {
-      description: 'Stop the paused runbook; it writes the DR report: {"by": "<you>", "reason": "why"}',
-      validator: (a) => {
-        if (!a || typeof a !== 'object' || typeof a.by !== 'string' || !a.by.trim()) throw new Error('"by" is required: who aborts');
-        if (typeof a.reason !== 'string' || !a.reason.trim()) throw new Error('"reason" is required: why the recovery is aborted');
-        if (!paused) throw new Error('the runbook is not paused; abort works on a paused runbook (cancel the workflow to stop it otherwise)');
-        if (a.pause && a.pause !== paused.since) throw new Error('this button belongs to an earlier pause; use the newest message');
-        if (decision) throw new Error(`already decided: ${decision.action} by ${decision.by}`);
-      },
-    },
-  );
-
   const lastStep = () => rb.steps[rb.steps.length - 1];
   const noteLast = (text: string) => {
     const s = lastStep();
@@ -272,49 +232,11 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
 
   /** Wait for retry / abort after a failed step; throws Aborted on abort (or when nobody decides in time). */
   async function pauseAfter(step: string, err: unknown, attempt: number): Promise<void> {
-    const p: DrPause = { step, error: err instanceof Error ? rootMessage(err) : String(err), since: now(), attempt };
-    pauses.push(p);
-    paused = p;
-    decision = undefined;
-    const rec: StepRecord = { name: `Paused: "${step}" failed — waiting for retry or abort`, state: 'running', startedAt: p.since };
-    rb.steps.push(rec);
-    rb.section('paused', () =>
-      paused
-        ? [
-            `**PAUSED** — "${paused.step}" failed: ${paused.error.split('\n')[0]}`,
-            `- fix the host, then: \`pgdr dr retry ${wf} --as <you> --note "…"\` (Update \`retry\`)`,
-            `- or stop with a report: \`pgdr dr abort ${wf} --as <you> --reason "…"\` (Update \`abort\`)`,
-          ].join('\n')
-        : '',
-    );
-    await notify({
-      level: 'alert',
-      title: `PAUSED: ${drill ? 'DR drill' : 'full-site recovery'} of ${req.cluster} onto ${req.targetHost} — "${step}" failed`,
-      cluster: req.cluster,
-      runbook: 'fullSiteRecovery',
-      step,
-      error: p.error.slice(0, 1500),
-      text: `Fix the host, then \`pgdr dr retry ${wf} --as <you>\`, or \`pgdr dr abort ${wf} --as <you> --reason "…"\` — or the buttons.`,
-      buttons: [
-        { actionId: 'pgdr_retry', text: 'Retry the step', value: JSON.stringify({ w: wf, a: p.since }), style: 'primary' },
-        { actionId: 'pgdr_abort', text: 'Abort', value: JSON.stringify({ w: wf, a: p.since }), style: 'danger', confirm: `Stop the ${drill ? 'DR drill' : 'full-site recovery'} of ${req.cluster} at "${step}" and write the report?` },
-      ],
-    });
-    const decided = await condition(() => decision !== undefined, pauseTimeout as Duration, { summary: `paused: ${step}` });
-    const made = decision as { action: 'retry' | 'abort'; by: string; note?: string } | undefined; // set by the Updates
-    const d: { action: 'retry' | 'abort' | 'timeout'; by: string; note?: string } = decided && made ? made : { action: 'timeout' as const, by: 'pgdr', note: `nobody decided within ${pauseTimeout}` };
-    p.decidedAt = now();
-    p.decision = d.action;
-    p.by = d.by;
-    p.note = d.note;
-    rec.state = d.action === 'retry' ? 'done' : 'failed';
-    rec.endedAt = p.decidedAt;
-    rec.durationMs = Date.parse(rec.endedAt) - Date.parse(rec.startedAt);
-    rec.note = `${d.action} by ${d.by}${d.note ? `: ${d.note}` : ''}`;
-    paused = null;
-    decision = undefined;
-    rb.render();
-    if (d.action !== 'retry') throw new Aborted(`${d.action === 'timeout' ? 'stopped' : 'aborted'} by ${d.by} at "${step}"${d.note ? `: ${d.note}` : ''} (the step had failed: ${p.error.split('\n')[0]})`);
+    const d = await pauses.pause(step, err, attempt, ['retry', 'abort'], pauseTimeout as Duration);
+    if (d.choice !== 'retry') {
+      const failed = pauses.all[pauses.all.length - 1].error.split('\n')[0];
+      throw new Aborted(`${d.choice === 'timeout' ? 'stopped' : 'aborted'} by ${d.by} at "${step}"${d.note ? `: ${d.note}` : ''} (the step had failed: ${failed})`);
+    }
   }
 
   /** A runbook step that pauses on failure instead of failing the run. */
@@ -330,7 +252,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
   }
 
   function checklist(name: string, items: ChecklistItemSpec[]): Checklist {
-    const l = new Checklist(name, items).watch(() => rb.render());
+    const l = new Checklist(name, items, { kind: 'fullSiteRecovery', requestedBy: req.requestedBy }).watch(() => rb.render());
     lists.push(l);
     rb.section(`list-${lists.length}`, () => l.markdown());
     return l;
@@ -425,7 +347,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
 
     // 2. People: the new host is ready.
     const prep = checklist('Before the rebuild (people sign off)', [
-      { id: 'old-host-fenced', title: `The old host${defaults.host !== req.targetHost ? ` (${defaults.host})` : ''} is gone or fenced off: it must not come back as a second primary`, kind: 'manual' },
+      { id: 'old-host-fenced', title: `The old host${defaults.host !== req.targetHost ? ` (${defaults.host})` : ''} is gone or fenced off: it must not come back as a second primary`, kind: 'manual', notRequester: true },
       { id: 'host-provisioned', title: `Host ${req.targetHost} is provisioned (same OS and disk layout)`, kind: 'manual' },
       { id: 'packages-installed', title: `PostgreSQL, pgBackRest and the pgdr worker are installed on ${req.targetHost}`, kind: 'manual' },
       { id: 'secrets-in-place', title: `The pgBackRest configuration and the repository cipher passphrase are in place on ${req.targetHost}`, kind: 'manual' },
@@ -621,7 +543,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
       steps: rb.steps.map((s) => ({ ...s })),
       checklists: lists.map((l) => l.snapshot()),
       approvals: approvalAudit(),
-      pauses: pauses.map((x) => ({ ...x })),
+      pauses: pauses.all.map((x) => ({ ...x })),
       report,
       error,
     };

@@ -17,7 +17,7 @@ function adjust(items: ChecklistItemSpec[], o: Overrides): ChecklistItemSpec[] {
 export function preRestoreItems(s: RestoreSettings, mode: 'in-place' | 'new-cluster'): ChecklistItemSpec[] {
   const items: ChecklistItemSpec[] = [
     { id: 'restore-point-identified', title: 'The exact restore point is identified (set and recoverable window)', kind: 'auto' },
-    ...(mode === 'in-place' ? [{ id: 'target-confirmed', title: 'Target cluster and mode (IN PLACE) confirmed', kind: 'manual' as const }] : []),
+    ...(mode === 'in-place' ? [{ id: 'target-confirmed', title: 'Target cluster and mode (IN PLACE) confirmed by someone other than the requester', kind: 'manual' as const, notRequester: true }] : []),
     { id: 'backup-available', title: 'The backup set is available in the repository (pgbackrest info)', kind: 'auto' },
     { id: 'disk-space', title: mode === 'in-place' ? 'Free disk space for the restore while the old data directory is kept' : 'Free disk space for the new cluster', kind: 'auto' },
     ...(mode === 'in-place' ? [{ id: 'stakeholders-notified', title: 'Stakeholders notified of the expected downtime', kind: 'manual' as const, optional: true }] : []),

@@ -1,26 +1,33 @@
 /**
  * Runbook: restore a cluster IN PLACE (destructive) — after an accidental DELETE, say.
  *
- * 1. Check the target against the repository and the confirmation token. Anything wrong stops here,
- *    with the cluster untouched.
+ * 1. Check the target against the repository and the confirmation token; check that no directory name
+ *    this run will use is taken. Anything wrong stops here, with the cluster untouched.
  * 2. Pre-restore checklist (automated checks and sign-offs by people), then the approval gate with the
- *    exact parameters.
+ *    exact parameters. The approval belongs to this run: after a Reset it is asked for again.
  * 3. Safety net when the cluster runs (config: restore.safetyBackup): an incr backup and a restore point
  *    named after this run, so the state before the restore is itself recoverable.
  * 4. Stop PostgreSQL (fast); move the data directory aside to <data>.pre-restore-<run> (never deleted).
- * 5. `pgbackrest restore` into the original path; start; wait until recovery ends and it is promoted;
- *    post-restore checklist.
- * 6. Any failure or cancellation after step 4 rolls back: the restored directory is kept as
- *    <data>.failed-restore-<run>, the original goes back and is started and checked.
+ * 5. `pgbackrest restore` into this run's staging folder, renamed into the data directory; start; wait
+ *    until recovery ends and it is promoted and answers. Any failure or cancellation up to here rolls back
+ *    on its own: the failed restore is kept as <data>.failed-restore-<run>, the original goes back.
+ * 6. POINT OF NO RETURN: the restored cluster is promoted and answers. From here on nothing is undone
+ *    automatically. A failing post-restore check, a sign-off that does not come, or a cancellation PAUSES
+ *    the runbook for a person: retry, keep the restore, or roll back (then every write since the promotion
+ *    is kept aside as <data>.rolled-back-<run>, never deleted).
  * 7. The kept directory stays until `pgdr cleanup --run <run>` (which needs its own approval).
- * A worker crash anywhere resumes to the same outcome: every step below is idempotent.
+ * A worker crash anywhere resumes to the same outcome: every step below is idempotent, and the activities
+ * themselves refuse to touch anything this run did not create or move aside (activities/restore-in-place.ts).
  */
 import { allHandlersFinished, ApplicationFailure, CancellationScope, condition, isCancellation, workflowInfo } from '@temporalio/workflow';
+import type { Duration } from '@temporalio/common';
 import type { RecoveryReport } from '../activities/restore';
 import { restoreInPlaceInputSchema } from '../common/inputs';
 import { pgTime, resolveRestoreTarget, type RestoreTarget } from '../common/restore-target';
-import { approvalAudit, requestApproval } from './approval';
+import { runTag } from '../common/run-identity';
+import { approvalAudit, approvalOfThisRun, requestApproval, type ApprovalRequest } from './approval';
 import { Checklist, type ChecklistSnapshot } from './checklist';
+import { Pauses, type Pause } from './pause';
 import { postRestoreItems, preRestoreItems } from './restore-checklists';
 import { archiveNewTimeline, restoreRequestFor, runPostRestoreChecklist } from './restore-steps';
 import { config, notify, onHost, rootMessage, Runbook, validInput } from './runbook';
@@ -36,6 +43,7 @@ export interface RestoreInPlaceInput {
 
 export interface RestoreInPlaceResult {
   cluster: string;
+  /** The run tag: directory names and `pgdr cleanup --run`. */
   run: string;
   target: string;
   set: string;
@@ -45,21 +53,20 @@ export interface RestoreInPlaceResult {
   recovery: RecoveryReport;
   checklists: ChecklistSnapshot[];
   approvals: ReturnType<typeof approvalAudit>;
-  /** Things to fix after a successful restore (e.g. WAL archiving on the new timeline). */
+  /** Decisions people took after the point of no return. */
+  pauses: Pause[];
+  /** Things to fix after a successful restore (e.g. WAL archiving on the new timeline, checks kept failing). */
   warnings: string[];
   durationMs: number;
 }
 
-/** The id of this run, used in directory names and by `pgdr cleanup --run`. */
-function runIdOf(workflowId: string): string {
-  return workflowId.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 100) || 'run';
-}
-
 export async function restoreInPlace(input: RestoreInPlaceInput): Promise<RestoreInPlaceResult> {
   const req = validInput(restoreInPlaceInputSchema, input, 'restoreInPlace');
-  const run = runIdOf(workflowInfo().workflowId);
+  const wf = workflowInfo().workflowId;
+  const run = runTag(workflowInfo());
   const rb = new Runbook(`IN-PLACE restore of cluster ${req.cluster}`);
   const started = Date.now();
+  const warnings: string[] = [];
 
   // 1. Validate everything before touching anything.
   const cluster = await rb.step('Look up the cluster', () => config.describeCluster({ cluster: req.cluster, repo: req.target.repo }));
@@ -78,11 +85,11 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
     if (!r.ok) throw ApplicationFailure.nonRetryable(`${r.message}. Nothing was touched.`, 'BadInput');
     return r.target;
   });
-  const layout = await rb.step('Check the data directory', () => host.quick.inPlaceLayout({ cluster: req.cluster, run }));
-  rb.section('target', () => `Restoring **${target.description}** IN PLACE; the current data directory will be kept at \`${layout.aside}\``);
+  const layout = await rb.step('Check the data directory and the names this run will use', () => host.quick.inPlaceLayout({ cluster: req.cluster }));
+  rb.section('target', () => `Restoring **${target.description}** IN PLACE; the current data directory is kept at \`${layout.aside}\``);
 
   // 2. Pre-restore checklist, then the approval gate.
-  const pre = new Checklist('Pre-restore checklist', preRestoreItems(settings, 'in-place')).watch(() => rb.render());
+  const pre = new Checklist('Pre-restore checklist', preRestoreItems(settings, 'in-place'), { kind: 'restoreInPlace', requestedBy: req.requestedBy }).watch(() => rb.render());
   rb.section('pre-restore', () => pre.markdown());
   const preResult = await rb.step('Pre-restore checklist', () =>
     pre.run(async (id) => {
@@ -103,7 +110,7 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
         default:
           return host.quick.runConfiguredCheck({ cluster: req.cluster, item: id });
       }
-    }, '24h'),
+    }, settings.preChecklistTimeout as Duration),
   );
   if (!preResult.complete) {
     const why = preResult.waitingFor.length
@@ -112,28 +119,30 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
     throw ApplicationFailure.nonRetryable(`pre-restore checklist not complete (${why}). Nothing was touched.`, 'ChecklistFailed');
   }
 
-  await rb.step('Approval', () =>
-    requestApproval({
-      kind: 'restoreInPlace',
-      action: `Restore cluster ${req.cluster} IN PLACE to ${target.description} — the current data directory will be moved aside to ${layout.aside}`,
-      details: {
-        cluster: req.cluster,
-        mode: 'in place',
-        target: target.description,
-        backupSet: target.set.label,
-        dataDirectory: layout.dataDir,
-        keptAt: layout.aside,
-        reason: req.reason,
-      },
-      requestedBy: req.requestedBy,
+  const approvalRequest: ApprovalRequest = {
+    kind: 'restoreInPlace',
+    action: `Restore cluster ${req.cluster} IN PLACE to ${target.description} — the current data directory will be moved aside to ${layout.aside}`,
+    details: {
+      cluster: req.cluster,
+      mode: 'in place',
+      target: target.description,
+      backupSet: target.set.label,
+      dataDirectory: layout.dataDir,
+      keptAt: layout.aside,
+      run,
       reason: req.reason,
-      runbook: rb,
-    }),
-  );
+    },
+    requestedBy: req.requestedBy,
+    reason: req.reason,
+    runbook: rb,
+  };
+  const approved = await rb.step('Approval', () => requestApproval(approvalRequest));
+  // A Reset replays the old run's votes: the destructive steps need an approval given to this run.
+  const { grantedInRun } = await rb.step('Check that the approval belongs to this run', () => approvalOfThisRun(approved, approvalRequest));
 
   // 3. Safety net: the state before the restore is itself recoverable.
   let safetyBackup: RestoreInPlaceResult['safetyBackup'];
-  const state = await rb.step('Check whether the cluster runs', () => host.quick.inPlaceLayout({ cluster: req.cluster, run }));
+  const state = await rb.step('Check whether the cluster runs', () => host.quick.inPlaceLayout({ cluster: req.cluster }));
   if (state.running && settings.safetyBackup) {
     const { label } = await rb.step('Safety net: incr backup before the restore', () =>
       host.long.takeBackup({ cluster: req.cluster, type: 'incr', annotations: { 'pgdr-run': run, 'pgdr-purpose': 'before in-place restore' }, repo: req.target.repo }),
@@ -145,71 +154,109 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
     rb.skip('Safety net backup', state.running ? 'turned off in the config (restore.safetyBackup)' : 'the cluster is not running');
   }
 
-  // 4. Stop and move aside. From here on, any failure rolls back.
-  let recovery: RecoveryReport | undefined;
-  let post: Checklist | undefined;
+  // 4.–5. Stop, move aside, restore, start. Until the restored cluster is promoted, any failure rolls back.
+  let recovery: RecoveryReport;
   try {
-    // Heartbeating proxies from here on: a worker that dies in one of these steps is noticed in seconds.
-    await rb.step('Stop PostgreSQL (fast shutdown)', () => host.long.stopCluster({ cluster: req.cluster }));
-    await rb.step(`Move the data directory aside to ${layout.aside}`, () => host.long.moveDataDirAside({ cluster: req.cluster, run }));
-
-    // 5. Restore into the original path, start, wait for promotion, check.
+    await rb.step('Stop PostgreSQL (fast shutdown)', () => host.long.stopCluster({ cluster: req.cluster, approvedInRun: grantedInRun }));
+    await rb.step(`Move the data directory aside to ${layout.aside}`, () => host.long.moveDataDirAside({ cluster: req.cluster, approvedInRun: grantedInRun }));
     await rb.step(`Restore ${target.description}`, () =>
       host.long.restoreIntoDataDir.executeWithOptions({ summary: `pgbackrest restore ${target.description} → ${layout.dataDir}` }, [
-        { cluster: req.cluster, run, request: restoreRequestFor(req.cluster, target) },
+        { cluster: req.cluster, approvedInRun: grantedInRun, request: restoreRequestFor(req.cluster, target) },
       ]),
     );
-    recovery = await rb.step('Start PostgreSQL and wait until recovery ends and it is promoted', () =>
-      host.long.startClusterAndWait({ cluster: req.cluster }),
-    );
-    post = await runPostRestoreChecklist(rb, host, {
-      cluster: req.cluster,
-      items: postRestoreItems(settings, 'in-place'),
-      timeout: '2h',
-      report: () => ({
-        kind: 'restore-in-place',
-        cluster: req.cluster,
-        run,
-        target: target.description,
-        set: target.set.label,
-        keptOriginalAt: layout.aside,
-        requestedBy: req.requestedBy,
-        reason: req.reason,
-        approvals: approvalAudit(),
-        recovery,
-      }),
-    });
-    const failed = post.failed();
-    if (failed.length) throw ApplicationFailure.nonRetryable(`post-restore checks failed: ${failed.map((i) => `${i.title}: ${i.note}`).join('; ')}`, 'PostRestoreCheckFailed');
+    recovery = await rb.step('Start PostgreSQL and wait until recovery ends and it is promoted', () => host.long.startClusterAndWait({ cluster: req.cluster }));
   } catch (err) {
-    // 6. Roll back — also when the run is cancelled, and after a crash (the workflow resumes here).
-    const original = err instanceof Error ? rootMessage(err) : String(err);
+    // Also when the run is cancelled, and after a crash (the workflow resumes here).
+    const original = isCancellation(err) ? 'was cancelled' : `failed: ${err instanceof Error ? rootMessage(err) : String(err)}`;
     const rollback = await CancellationScope.nonCancellable(() =>
-      rb.step('Roll back: put the original data directory back and start it', () => host.long.rollBackInPlace({ cluster: req.cluster, run })),
+      rb.step('Roll back: put the original data directory back and start it', () => host.long.rollBackInPlace({ cluster: req.cluster })),
     );
-    const kept = rollback.failedRestoreDir ? ` The failed restore is kept at ${rollback.failedRestoreDir}.` : '';
     throw ApplicationFailure.nonRetryable(
-      `in-place restore of ${req.cluster} ${isCancellation(err) ? 'was cancelled' : `failed: ${original}`} — ROLLED BACK: the original data directory is back in ${layout.dataDir} and answers.${kept}`,
+      `in-place restore of ${req.cluster} ${original} — ROLLED BACK: ${rollback.note}, and it answers.`,
       'RestoreRolledBack',
     );
   }
 
+  // 6. POINT OF NO RETURN: promoted and answering. Nothing below undoes the restore without a person.
+  rb.section('point-of-no-return', () => `**Point of no return passed**: ${req.cluster} is restored, promoted and answers (timeline ${recovery.timeline ?? '?'}). Only a person can roll it back.`);
+  const pauses = new Pauses({
+    rb,
+    subject: `in-place restore of ${req.cluster} (restored and promoted)`,
+    cluster: req.cluster,
+    kind: 'restoreInPlace',
+    requestedBy: req.requestedBy,
+    cli: (c) => `pgdr decide ${wf} ${c === 'rollBack' ? 'roll-back' : c} --as <you> --note "…"`,
+  });
+  const post = new Checklist('Post-restore checklist', postRestoreItems(settings, 'in-place'), { kind: 'restoreInPlace', requestedBy: req.requestedBy }).watch(() => rb.render());
+  let rolledBack: string | undefined;
+  const afterPromotion = async (): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      let problem: unknown;
+      try {
+        await runPostRestoreChecklist(rb, host, {
+          cluster: req.cluster,
+          list: post,
+          timeout: settings.postChecklistTimeout,
+          report: () => ({ kind: 'restore-in-place', cluster: req.cluster, run, target: target.description, set: target.set.label, keptOriginalAt: layout.aside, requestedBy: req.requestedBy, reason: req.reason, approvals: approvalAudit(), recovery }),
+        });
+        const open = post.items.filter((i) => i.state === 'failed' || (i.kind === 'manual' && i.state === 'pending'));
+        if (!open.length) return;
+        problem = new Error(`post-restore checklist: ${open.map((i) => `${i.title}: ${i.state === 'pending' ? `not signed within ${settings.postChecklistTimeout}` : i.note}`).join('; ')}`);
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        problem = err;
+      }
+      const d = await pauses.pause('Post-restore checklist', problem, attempt, ['retry', 'keep', 'rollBack'], settings.pauseTimeout as Duration);
+      if (d.choice === 'retry') continue;
+      if (d.choice === 'rollBack') {
+        rolledBack = d.by;
+        return;
+      }
+      warnings.push(`the restore was kept with an incomplete post-restore checklist (${d.choice === 'timeout' ? `nobody decided within ${settings.pauseTimeout}` : `kept by ${d.by}${d.note ? `: ${d.note}` : ''}`}): ${rootMessage(problem as Error)}`);
+      return;
+    }
+  };
+  try {
+    await afterPromotion();
+  } catch (err) {
+    if (!isCancellation(err)) throw err;
+    // A cancellation after the point of no return is a question for a person, never a rollback.
+    await CancellationScope.nonCancellable(async () => {
+      const d = await pauses.pause('Cancelled after the point of no return', new Error('the workflow was cancelled; the restored cluster is promoted and answers'), 1, ['keep', 'rollBack'], settings.pauseTimeout as Duration);
+      if (d.choice === 'rollBack') rolledBack = d.by;
+      else warnings.push(`cancelled after the point of no return; the restore was kept (${d.choice === 'timeout' ? 'nobody decided' : `by ${d.by}`})`);
+    });
+  }
+  if (rolledBack) {
+    const r = await CancellationScope.nonCancellable(() =>
+      rb.step(`Roll back (chosen by ${rolledBack}): keep every write since the promotion aside, put the original back`, () =>
+        host.long.rollBackInPlace({ cluster: req.cluster, afterPromotion: true }),
+      ),
+    );
+    throw ApplicationFailure.nonRetryable(`in-place restore of ${req.cluster} ROLLED BACK by ${rolledBack} after the promotion: ${r.note}.`, 'RestoreRolledBack');
+  }
+
   // The restore stands; archiving problems on the new timeline are reported, never rolled back.
-  const archiving = await archiveNewTimeline(rb, cluster.taskQueue, req.cluster, recovery!.timeline);
-  if (archiving) await notify({ level: 'warning', title: `In-place restore of ${req.cluster}: archiving needs attention`, cluster: req.cluster, runbook: 'restoreInPlace', text: archiving });
+  const archiving = await archiveNewTimeline(rb, cluster.taskQueue, req.cluster, recovery.timeline);
+  if (archiving) {
+    warnings.push(archiving);
+    await notify({ level: 'warning', title: `In-place restore of ${req.cluster}: archiving needs attention`, cluster: req.cluster, runbook: 'restoreInPlace', text: archiving });
+  }
+  rb.section('target', () => `Restored **${target.description}** IN PLACE; the previous data directory is kept at \`${layout.aside}\` until \`pgdr cleanup --cluster ${req.cluster} --run ${run}\``);
 
   await condition(allHandlersFinished);
   return {
     cluster: req.cluster,
     run,
-    warnings: archiving ? [archiving] : [],
+    warnings,
     target: target.description,
     set: target.set.label,
     keptOriginalAt: layout.aside,
     safetyBackup,
-    recovery: recovery!,
-    checklists: [pre.snapshot(), post!.snapshot()],
+    recovery,
+    checklists: [pre.snapshot(), post.snapshot()],
     approvals: approvalAudit(),
+    pauses: pauses.all.map((p) => ({ ...p })),
     durationMs: Date.now() - started,
   };
 }

@@ -21,7 +21,9 @@ export function restoreRequestFor(cluster: string, t: ResolvedTarget): Omit<Rest
 
 export interface PostRestoreOptions {
   cluster: string;
-  items: ChecklistItemSpec[];
+  /** The items, or a list made by the caller (run again on a retry: signed items stay signed). */
+  items?: ChecklistItemSpec[];
+  list?: Checklist;
   /** Where the restored server answers; the cluster itself when left out (in-place restore). */
   at?: CheckTarget;
   /** The restore report appended to the audit log by the `outcome-documented` item. */
@@ -32,7 +34,7 @@ export interface PostRestoreOptions {
 
 /** Run the post-restore checklist; failing automated items are reported, not thrown (the caller decides). */
 export async function runPostRestoreChecklist(rb: Runbook, host: Host, o: PostRestoreOptions): Promise<Checklist> {
-  const post = new Checklist('Post-restore checklist', o.items).watch(() => rb.render());
+  const post = o.list ?? new Checklist('Post-restore checklist', o.items ?? []).watch(() => rb.render());
   rb.section('post-restore', () => post.markdown());
   await rb.step('Post-restore checklist', () =>
     post.run(async (id) => {
@@ -57,18 +59,32 @@ export async function runPostRestoreChecklist(rb: Runbook, host: Host, o: PostRe
  * After a promotion: switch WAL and wait (briefly) until the new timeline's first segment is archived.
  * Until it is, a restore that follows the newest timeline would replay the OLD timeline past the branch
  * point. Returns a problem to report (archiving broken, e.g. a repo gone) instead of failing: the restored
- * cluster is up, and undoing a good restore because archiving lags would be worse.
+ * cluster is up, and undoing a good restore because archiving lags would be worse. A worker that dies
+ * while waiting is retried, and a failure is checked once more before it is reported: an operator must
+ * not be sent to fix a non-problem.
  */
 export async function archiveNewTimeline(rb: Runbook, taskQueue: string, cluster: string, timeline: number | null): Promise<string | undefined> {
-  // One attempt, bounded: this is a check to report, not a step to retry for minutes.
-  const once = proxyActivities<Activities>({ taskQueue, startToCloseTimeout: '2m', retry: { maximumAttempts: 1 } });
+  const acts = proxyActivities<Activities>({
+    taskQueue,
+    startToCloseTimeout: '2m',
+    heartbeatTimeout: '20s',
+    retry: { initialInterval: '1s', maximumAttempts: 3, nonRetryableErrorTypes: ['WalNotArchived', 'BadInput'] },
+  });
+  let walFile: string | undefined;
+  const archived = async (timeoutSeconds: number) => {
+    walFile ??= (await acts.switchWal({ cluster })).walFile;
+    await acts.waitForWalArchived({ cluster, walFile, timeoutSeconds });
+  };
+  const name = `Archive the first WAL segment of timeline ${timeline ?? '?'}`;
   try {
-    await rb.step(`Archive the first WAL segment of timeline ${timeline ?? '?'}`, async () => {
-      const { walFile } = await once.switchWal({ cluster });
-      await once.waitForWalArchived({ cluster, walFile, timeoutSeconds: 60 });
-    });
+    await rb.step(name, () => archived(60));
     return undefined;
-  } catch (err) {
-    return `WAL archiving of the restored cluster does not work yet (${err instanceof Error ? rootMessage(err) : String(err)}): fix archive_command / the repositories, then take a full backup; until the new timeline's WAL is archived, a restore may follow the old timeline`;
+  } catch {
+    try {
+      await rb.step(`${name}: check again before reporting`, () => archived(10));
+      return undefined;
+    } catch (err) {
+      return `WAL archiving of the restored cluster does not work yet (${err instanceof Error ? rootMessage(err) : String(err)}): fix archive_command / the repositories, then take a full backup; until the new timeline's WAL is archived, a restore may follow the old timeline`;
+    }
   }
 }

@@ -35,18 +35,21 @@ export const config = proxyActivities<Activities>({
  * - `long`: backups and other commands that run for minutes or hours; they heartbeat, and cancelling
  *   the workflow kills the command's process group before the workflow moves on.
  */
-export function onHost(cluster: Pick<ClusterSummary, 'taskQueue' | 'backupTimeout'>) {
+export function onHost(cluster: Pick<ClusterSummary, 'taskQueue' | 'backupTimeout'> & Partial<Pick<ClusterSummary, 'heartbeatTimeout'>>) {
+  // Every activity heartbeats (worker/liveness.ts): a worker that dies in any step is noticed within heartbeatTimeout.
+  const heartbeatTimeout = (cluster.heartbeatTimeout ?? '20s') as Duration;
   const quick = proxyActivities<Activities>({
     taskQueue: cluster.taskQueue,
     startToCloseTimeout: '5m',
+    heartbeatTimeout,
     retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE },
   });
   const long = proxyActivities<Activities>({
     taskQueue: cluster.taskQueue,
     startToCloseTimeout: cluster.backupTimeout as Duration,
-    heartbeatTimeout: '20s',
+    heartbeatTimeout,
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    retry: { initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '2m', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
+    retry: { initialInterval: '2s', backoffCoefficient: 4, maximumInterval: '2m', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
   });
   return { quick, long };
 }
@@ -129,11 +132,14 @@ export class Runbook {
    * the start message reached Slack), and a success or failure message (failure names the step and the error
    * and is broadcast to the channel). Notifications never fail or hold up the runbook beyond the notify
    * activity's short timeout. Opt-in: runbooks that do not call this behave exactly as before.
+   * Call it only once the input is valid: `cluster` is what `describeCluster` returned (the cluster exists), so
+   * bad input fails without a word to the channel.
    */
-  async notified<T>(opts: { cluster?: string; runbook?: string }, fn: () => Promise<T>): Promise<T> {
+  async notified<T>(opts: { cluster?: ClusterSummary; runbook?: string }, fn: () => Promise<T>): Promise<T> {
     const runbook = opts.runbook ?? workflowInfo().workflowType;
-    const start = notify({ level: 'info', title: `Started: ${this.title}`, cluster: opts.cluster, runbook });
-    this.notices = { cluster: opts.cluster, runbook, thread: start.then((r) => r.ts), pending: [start] };
+    const cluster = opts.cluster?.name;
+    const start = notify({ level: 'info', title: `Started: ${this.title}`, cluster, runbook });
+    this.notices = { cluster, runbook, thread: start.then((r) => r.ts), pending: [start] };
     const began = Date.now();
     let result: T;
     try {

@@ -21,7 +21,7 @@
 import { ActivityCancellationType, ApplicationFailure, CancellationScope, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
-import type { DrillInput, DrillResult, DrillTarget, PreflightReport, RpoMarker, ValidationReport, VerifyReport } from '../common/drill';
+import { diskFullMessage, mayBeDiskFull, type DrillInput, type DrillResult, type DrillTarget, type PreflightReport, type RpoMarker, type ValidationReport, type VerifyReport } from '../common/drill';
 import { drillInputSchema } from '../common/inputs';
 import { ANNOTATION, durationMs, type ClusterSummary } from '../common/types';
 import type { RecoveryReport } from '../activities/restore';
@@ -147,8 +147,8 @@ export async function verifyDrill(input: DrillInput): Promise<DrillResult> {
     verify = v.value;
     if (r.status === 'rejected') throw r.reason;
 
-    validation = await rb.step(STEP.validate, () =>
-      act.work.validateRestoredCopy.executeWithOptions({ summary: `validate the restored copy of ${req.cluster}` }, [
+    await rb.step(STEP.validate, async () => {
+      validation = await act.work.validateRestoredCopy.executeWithOptions({ summary: `validate the restored copy of ${req.cluster}` }, [
         {
           cluster: req.cluster,
           scratch,
@@ -156,17 +156,23 @@ export async function verifyDrill(input: DrillInput): Promise<DrillResult> {
           socketDir: recovery!.socketDir,
           exactCounts: marker?.ownTarget ? marker.counts : undefined,
           marker,
-          validations: req.validations,
           pointInTime: marker?.target ?? recovery!.lastReplayTime ?? pre!.set.stoppedAt,
         },
-      ]),
-    );
-    if (!validation.ok) {
-      const bad = validation.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
-      throw ApplicationFailure.nonRetryable(`validation of the restored copy failed: ${bad.join('; ')}`, 'DrillValidationFailed', validation);
-    }
+      ]);
+      if (!validation.ok) {
+        const bad = validation.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+        throw ApplicationFailure.nonRetryable(`validation of the restored copy failed: ${bad.join('; ')}`, 'DrillValidationFailed', validation);
+      }
+    });
   } catch (err) {
     failure = err;
+    // A restore or recovery that ran out of disk must not read like a corrupt backup.
+    const text = err instanceof Error && !isCancellation(err) ? rootMessage(err) : '';
+    if (mayBeDiskFull(text)) {
+      const at = await act.quick.scratchSpace({ cluster: req.cluster }).catch(() => null);
+      const msg = at && diskFullMessage(text, { path: at.path, freeBytes: at.freeBytes, neededBytes: pre?.neededBytes ?? 0 });
+      if (msg) failure = ApplicationFailure.nonRetryable(msg, 'DiskFull', { original: text });
+    }
   } finally {
     // Always, also when cancelled; after a worker crash the workflow resumes on another worker and runs
     // this again; the activity is idempotent and finds the folder by the workflow-derived name.
@@ -273,9 +279,11 @@ export async function verifyDrill(input: DrillInput): Promise<DrillResult> {
   });
 
   if (!passed) {
-    if (failure instanceof ApplicationFailure || isCancellation(failure)) throw failure;
-    // Keep the step and the root message in the workflow failure; details carry the recorded result.
-    throw ApplicationFailure.nonRetryable(`drill failed at "${result.failure!.step}": ${result.failure!.message}`, 'DrillFailed', result);
+    if (isCancellation(failure)) throw failure;
+    // Keep the step and the root message in the workflow failure; details carry the recorded result
+    // (timings, RPO gap, validation) for every kind of failure, a failed validation included.
+    const type = failure instanceof ApplicationFailure && failure.type ? failure.type : 'DrillFailed';
+    throw ApplicationFailure.nonRetryable(`drill failed at "${result.failure!.step}": ${result.failure!.message}`, type, result);
   }
   return result;
 }

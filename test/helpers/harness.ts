@@ -7,7 +7,7 @@ import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/cl
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { query } from '../../activities/postgres';
 import { run } from '../../activities/process';
@@ -15,6 +15,7 @@ import { pickFreePort } from '../../activities/restore';
 import { loadConfig, type LoadedConfig } from '../../common/config';
 import { temporalBinary } from '../../common/paths';
 import { configYaml, initLocalCluster, localCluster, startLocalCluster, stopLocalCluster, type LocalCluster, type LocalClusterSpec } from '../../worker/local-cluster';
+import { startTemporalDevServer, type DevServer, type DevServerOptions } from '../../worker/temporal-dev-server';
 import { createWorkerSet, installRuntime, type WorkerSet } from '../../worker/worker';
 
 /** A TCP port nobody listens on right now. */
@@ -47,8 +48,21 @@ export class Harness {
     return this.env.client;
   }
 
-  async startTemporal(): Promise<void> {
+  private devServer?: DevServer;
+  private devServerOptions?: DevServerOptions;
+
+  /**
+   * A Temporal dev server. `persistent`: with a database file, started by pgdr's own launcher, so that
+   * `restartTemporal()` can stop and start it with everything it held (a restarted production server).
+   */
+  async startTemporal(o: { persistent?: boolean } = {}): Promise<void> {
     installRuntime(); // SDK logs through pgdr's logger (PGDR_LOG_LEVEL), before the test environment makes a Runtime
+    if (o.persistent) {
+      this.devServerOptions = { bin: temporalBinary(), dbFile: join(this.root, 'temporal.db'), logFile: join(this.root, 'temporal.log'), port: await freePort(), uiPort: await freePort(), extraArgs: ['--headless'] };
+      this.devServer = await startTemporalDevServer(this.devServerOptions);
+      this.env = await TestWorkflowEnvironment.createFromExistingServer({ address: this.devServer.address });
+      return;
+    }
     this.env = await TestWorkflowEnvironment.createLocal({
       server: {
         executable: { type: 'existing-path', path: temporalBinary() },
@@ -57,6 +71,20 @@ export class Harness {
         extraArgs: ['--log-level', 'error'],
       },
     });
+  }
+
+  /** Stop the persistent dev server and start it again on the same port and database file. */
+  async restartTemporal(): Promise<void> {
+    if (!this.devServer || !this.devServerOptions) throw new Error('restartTemporal needs startTemporal({ persistent: true })');
+    await this.devServer.stop();
+    this.devServer = await startTemporalDevServer(this.devServerOptions);
+  }
+
+  /** The workflow bundle as a file, for worker processes (PGDR_WORKFLOW_BUNDLE): built once per test file. */
+  async workflowBundleFile(): Promise<string> {
+    const file = join(this.root, 'workflow-bundle.js');
+    if (!existsSync(file)) writeFileSync(file, (await workflowBundle()).code);
+    return file;
   }
 
   /** A new cluster with WAL archiving, started; the stanza is created unless `stanza: false`. */
@@ -149,6 +177,7 @@ export class Harness {
     await this.stopWorkers();
     for (const c of this.clusters) await stopLocalCluster(c).catch(() => undefined);
     await this.env?.teardown();
+    await this.devServer?.stop();
     if (!process.env.PGDR_KEEP_TEST_DIRS) rmSync(this.root, { recursive: true, force: true });
   }
 }

@@ -27,14 +27,14 @@ export async function voteWhenAsked(handle: WorkflowHandle, decision: 'approve' 
   await handle.executeUpdate(decision, { args: [{ approvalId: st.approvalId, by, via: 'cli' }] });
 }
 
-/** The in-place restore's manual pre-restore items. */
-export async function signPreRestore(handle: WorkflowHandle, by = 'carol'): Promise<void> {
+/** The in-place restore's manual pre-restore items (not by the requester: tests request as carol). */
+export async function signPreRestore(handle: WorkflowHandle, by = 'bob'): Promise<void> {
   await signOffWhenAsked(handle, 'target-confirmed', by, { note: 'cluster and mode checked' });
   await signOffWhenAsked(handle, 'stakeholders-notified', by, { skip: true, note: 'test run' });
 }
 
 /** The in-place restore's manual post-restore items. */
-export async function signPostRestore(handle: WorkflowHandle, by = 'carol'): Promise<void> {
+export async function signPostRestore(handle: WorkflowHandle, by = 'bob'): Promise<void> {
   await signOffWhenAsked(handle, 'app-health', by, { note: 'app answers' });
   await signOffWhenAsked(handle, 'monitoring', by, { skip: true, note: 'test run' });
 }

@@ -7,7 +7,9 @@ import { createWorkerSet } from '../../worker/worker';
 
 async function main() {
   const config = loadConfig(process.argv[2]);
-  const set = await createWorkerSet({ config });
+  // A bundle built once by the test (harness workflowBundleFile) makes a restarted worker ready in a second.
+  const codePath = process.env.PGDR_WORKFLOW_BUNDLE;
+  const set = await createWorkerSet({ config, ...(codePath ? { workflowBundle: { codePath } } : {}) });
   process.on('SIGTERM', () => set.shutdown());
   const running = set.run();
   process.stdout.write(`ready ${set.taskQueues.join(',')}\n`);

@@ -1,0 +1,116 @@
+/**
+ * The safety invariants, as assertions over a cluster's folder, and the matrix a test prints:
+ * runbook × fault × point → outcome. Used by test/safety*.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { MARKER_FILE, type Marker } from '../../activities/owned-dirs';
+import { run } from '../../activities/process';
+import type { LocalCluster } from '../../worker/local-cluster';
+import { waitFor } from './harness';
+
+/** Stop points: hold a named point (activities/stop-points.ts, pgbackrest-hook.sh) until released. */
+export class StopPoints {
+  constructor(readonly dir: string) {}
+  hold(name: string): void {
+    rmSync(join(this.dir, `${name}.reached`), { force: true });
+    writeFileSync(join(this.dir, `${name}.hold`), '');
+  }
+  async reached(name: string, timeoutMs = 120_000): Promise<void> {
+    await waitFor(`stop point ${name}`, async () => existsSync(join(this.dir, `${name}.reached`)), timeoutMs, 50);
+  }
+  release(name?: string): void {
+    for (const f of readdirSync(this.dir)) if (f.endsWith('.hold') && (!name || f === `${name}.hold`)) rmSync(join(this.dir, f), { force: true });
+  }
+}
+
+/** A file planted in a data directory, to follow where that directory went. */
+export function plant(dataDir: string, name: string): void {
+  writeFileSync(join(dataDir, `pgdr-test-${name}`), name);
+}
+
+/** Every directory beside the data directory (data.*) with its marker. */
+export function besides(c: LocalCluster): { name: string; dir: string; marker?: Marker; planted: string[] }[] {
+  const parent = dirname(c.dataDir);
+  const base = basename(c.dataDir);
+  return readdirSync(parent)
+    .filter((n) => n.startsWith(`${base}.`))
+    .map((name) => {
+      const dir = join(parent, name);
+      let marker: Marker | undefined;
+      try {
+        marker = JSON.parse(readFileSync(join(dir, MARKER_FILE), 'utf8')) as Marker;
+      } catch {
+        marker = undefined;
+      }
+      const planted = existsSync(dir) ? readdirSync(dir).filter((f) => f.startsWith('pgdr-test-')) : [];
+      return { name, dir, marker, planted };
+    });
+}
+
+/** Where the directory holding planted file `name` is now: the live data directory, or one kept beside it. */
+export function whereIs(c: LocalCluster, name: string): string[] {
+  const out: string[] = [];
+  if (existsSync(join(c.dataDir, `pgdr-test-${name}`))) out.push('live');
+  for (const b of besides(c)) if (b.planted.includes(`pgdr-test-${name}`)) out.push(b.name);
+  return out;
+}
+
+/** Processes (postmasters, pgBackRest) working under `root`, except the cluster's own postmaster. */
+export async function strays(root: string, except: string[] = []): Promise<string[]> {
+  const r = await run('ps', ['-eo', 'pid=,args=']);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.includes(root) && !l.includes('ps -eo'))
+    .filter((l) => /pgbackrest|postgres -D|postgres: /.test(l) || /bin\/postgres/.test(l))
+    .filter((l) => !except.some((e) => l.includes(`-D ${e}`) || l.endsWith(` ${e}`)))
+    .map((l) => l.trim());
+}
+
+/**
+ * Invariants 1 and 2 after a cell: every directory beside the data directory was made by pgdr (a marker), no
+ * staging folder is left behind, and the original data directory (planted file) is exactly one place — live or
+ * kept aside — never gone.
+ */
+export function assertNothingLost(c: LocalCluster, original: string, where: 'live' | 'kept'): void {
+  const places = whereIs(c, original);
+  assert.equal(places.length, 1, `the original (${original}) is in exactly one place, found: ${places.join(', ') || 'NOWHERE'}`);
+  if (where === 'live') assert.equal(places[0], 'live', `the original is live again, found at ${places[0]}`);
+  else assert.match(places[0], /\.pre-restore-/, `the original is kept aside, found at ${places[0]}`);
+  for (const b of besides(c)) {
+    assert.ok(b.marker, `${b.name} carries a pgdr marker`);
+    assert.ok(!/\.restoring-/.test(b.name), `no restore staging folder is left: ${b.name}`);
+  }
+}
+
+export interface Cell {
+  runbook: string;
+  fault: string;
+  point: string;
+  outcome: string;
+  ok: boolean;
+}
+
+/** The matrix: one row per cell, and a summary line. */
+export class Matrix {
+  readonly cells: Cell[] = [];
+  async cell(runbook: string, fault: string, point: string, fn: () => Promise<string>): Promise<void> {
+    const c: Cell = { runbook, fault, point, outcome: '', ok: false };
+    this.cells.push(c);
+    try {
+      c.outcome = await fn();
+      c.ok = true;
+    } catch (err) {
+      c.outcome = `FAILED: ${(err as Error).message.split('\n')[0]}`;
+      throw err;
+    }
+  }
+  print(title: string): void {
+    const w = [12, 10, 34];
+    const row = (c: string[]) => c.map((x, i) => (i < w.length ? x.padEnd(w[i]) : x)).join('  ');
+    const lines = [row(['RUNBOOK', 'FAULT', 'POINT', 'OUTCOME']), ...this.cells.map((c) => row([c.runbook, c.fault, c.point, `${c.ok ? '✓' : '✗'} ${c.outcome}`]))];
+    const passed = this.cells.filter((c) => c.ok).length;
+    process.stdout.write(`\n${title}: ${this.cells.length} cells, ${passed} passed, ${this.cells.length - passed} failed\n${lines.join('\n')}\n\n`);
+  }
+}
