@@ -162,6 +162,7 @@ export function backupActivities({ config }: ActivityDeps) {
     /** Wait until the archiver has archived `walFile` (or a later segment). Heartbeats while waiting. */
     async waitForWalArchived(input: { cluster: string; walFile: string; timeoutSeconds?: number }): Promise<{ lastArchivedWal: string }> {
       const c = cluster(input.cluster);
+      await stopPoint('waitForWalArchived');
       const deadline = Date.now() + (input.timeoutSeconds ?? 120) * 1000;
       for (;;) {
         const s = await archiverStats(c);

@@ -222,7 +222,7 @@ export function drillActivities({ config }: ActivityDeps) {
 
   return {
     /** Publish a drill's outcome in the worker's metrics (and textfile); never fails the drill. */
-    async recordDrillMetrics(input: { cluster: string; ok: boolean; finishedAt: string; durationMs: number }): Promise<{ recorded: boolean; error?: string }> {
+    async recordDrillMetrics(input: { cluster: string; ok: boolean; finishedAt: string; durationMs: number; rtoMs?: number; rtoTargetMs?: number }): Promise<{ recorded: boolean; error?: string }> {
       try {
         await recordDrillResult(input);
         return { recorded: true };

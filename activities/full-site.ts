@@ -63,6 +63,8 @@ export interface FullSitePlan {
   signOffTimeout: string;
   pauseTimeout: string;
   backupTimeout: string;
+  /** worker.heartbeatTimeout of the target host's worker. */
+  heartbeatTimeout: string;
   scratch?: ScratchLayout;
 }
 
@@ -222,6 +224,7 @@ export function fullSiteActivities({ config }: ActivityDeps) {
         signOffTimeout: c.fullSite.signOffTimeout,
         pauseTimeout: c.fullSite.pauseTimeout,
         backupTimeout: c.backup.timeout,
+        heartbeatTimeout: config.worker.heartbeatTimeout,
         scratch: input.drill ? fullSiteScratch(c, input.scratch).layout : undefined,
       };
     },

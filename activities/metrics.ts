@@ -3,13 +3,15 @@
  * naming rules (base units, `_timestamp_seconds`, `_bytes`).
  *
  * Where the figures come from:
- * - backup metrics (pgbackrest_*) and WAL archiver metrics (pgdr_wal_*) are read from `pgbackrest info` and
+ * - backup metrics (pgdr_backup_*, pgdr_stanza_*) and WAL archiver metrics (pgdr_wal_*) are read from `pgbackrest info` and
  *   `pg_stat_archiver` by `refreshClusterMetrics`, which runs (a) in the `refreshMetrics` activity that every
  *   health-check workflow calls, and (b) on scrape of the worker's endpoint for the clusters whose host this
  *   worker owns, at most once per `SCRAPE_REFRESH_MS` (info takes ~10 ms), so that a scrape right after a
  *   backup shows it;
  * - health-check status is set by the health workflows (activity `recordHealthState`);
- * - drill results are set by the drill runbook through `recordDrillResult` (exported for it).
+ * - drill results are set by the drill runbook through `recordDrillResult` (exported for it);
+ * - the last result per runbook kind is read from Temporal's visibility by the worker that serves the
+ *   workflow queue (worker/observability.ts → `setRunbookResult`).
  *
  * One registry per process: a worker process serves the metrics of the hosts it owns. Every refresh also
  * writes the node_exporter textfile (`worker.metricsTextfile`) atomically: temp file in the same folder,
@@ -29,28 +31,35 @@ export const registry = new Registry();
 
 const g = (name: string, help: string, labelNames: string[]) => new Gauge({ name, help, labelNames, registers: [registry] });
 
+/**
+ * Every series is pgdr's own (`pgdr_`): pgbackrest_exporter owns the `pgbackrest_` namespace with other
+ * labels and meanings, and a site may run both. Gauges carry no `_total` / `_count` / `_sum` / `_bucket`
+ * suffix (`promtool check metrics` is clean, see test/health.test.ts).
+ */
 export const metrics = {
-  lastBackup: {
-    full: g('pgbackrest_last_full_backup_timestamp_seconds', 'Stop time of the newest full backup set (Unix epoch).', ['stanza', 'repo']),
-    diff: g('pgbackrest_last_diff_backup_timestamp_seconds', 'Stop time of the newest differential backup set (Unix epoch).', ['stanza', 'repo']),
-    incr: g('pgbackrest_last_incr_backup_timestamp_seconds', 'Stop time of the newest incremental backup set (Unix epoch).', ['stanza', 'repo']),
-  } as Record<BackupType, Gauge>,
-  lastAnyBackup: g('pgbackrest_last_backup_timestamp_seconds', 'Stop time of the newest backup set of any type (Unix epoch): the age of the newest restorable point in the repo.', ['stanza', 'repo']),
-  backupCount: g('pgbackrest_backup_count', 'Number of backup sets in the repository.', ['stanza', 'repo', 'type']),
-  repoSize: g('pgbackrest_repo_size_bytes', 'Bytes the backup sets take in the repository (sum of their repository deltas; WAL archive not included).', ['stanza', 'repo']),
-  lastBackupSize: g('pgbackrest_last_backup_size_bytes', 'Database size covered by the newest backup set of this type.', ['stanza', 'repo', 'type']),
-  lastBackupRepoSize: g('pgbackrest_last_backup_repo_size_bytes', 'Bytes the newest backup set of this type added to the repository.', ['stanza', 'repo', 'type']),
-  stanzaStatus: g('pgbackrest_stanza_status', 'pgBackRest info status code of the stanza (0 ok, 2 no valid backups, …); -1 when info could not run.', ['stanza']),
+  lastBackup: g('pgdr_backup_last_timestamp_seconds', 'Stop time of the newest backup set of this type (Unix epoch).', ['stanza', 'repo', 'type']),
+  lastAnyBackup: g('pgdr_backup_newest_timestamp_seconds', 'Stop time of the newest backup set of any type (Unix epoch): the age of the newest restorable point in the repo.', ['stanza', 'repo']),
+  backupSets: g('pgdr_backup_sets', 'Number of backup sets of this type in the repository.', ['stanza', 'repo', 'type']),
+  lastBackupDuration: g('pgdr_backup_last_duration_seconds', 'How long the newest backup set of this type took (pgBackRest start to stop).', ['stanza', 'repo', 'type']),
+  repoSize: g('pgdr_backup_repo_size_bytes', 'Bytes the backup sets take in the repository (sum of their repository deltas; WAL archive not included).', ['stanza', 'repo']),
+  lastBackupSize: g('pgdr_backup_last_size_bytes', 'Database size covered by the newest backup set of this type.', ['stanza', 'repo', 'type']),
+  lastBackupRepoSize: g('pgdr_backup_last_repo_size_bytes', 'Bytes the newest backup set of this type added to the repository.', ['stanza', 'repo', 'type']),
+  stanzaStatus: g('pgdr_stanza_info_status', 'pgBackRest info status code of the stanza (0 ok, 2 no valid backups, …); -1 when info could not run.', ['stanza']),
   walLastArchived: g('pgdr_wal_last_archived_timestamp_seconds', 'pg_stat_archiver.last_archived_time (Unix epoch).', ['cluster', 'stanza']),
-  walFailed: g('pgdr_wal_archive_failed_total', 'pg_stat_archiver.failed_count (a gauge: it resets with the statistics).', ['cluster', 'stanza']),
-  walArchived: g('pgdr_wal_archived_total', 'pg_stat_archiver.archived_count (a gauge: it resets with the statistics).', ['cluster', 'stanza']),
+  walFailed: g('pgdr_wal_archive_failures', 'pg_stat_archiver.failed_count: failed attempts to archive a WAL segment since the statistics were reset.', ['cluster', 'stanza']),
+  walArchived: g('pgdr_wal_archived_segments', 'pg_stat_archiver.archived_count: WAL segments archived since the statistics were reset.', ['cluster', 'stanza']),
   walLastFailed: g('pgdr_wal_last_failed_timestamp_seconds', 'pg_stat_archiver.last_failed_time (Unix epoch; 0 when never failed).', ['cluster', 'stanza']),
   drillSuccess: g('pgdr_drill_last_success', '1 when the last verification drill succeeded, 0 when it failed.', ['cluster']),
   drillTimestamp: g('pgdr_drill_last_timestamp_seconds', 'End time of the last verification drill (Unix epoch).', ['cluster']),
   drillSuccessTimestamp: g('pgdr_drill_last_success_timestamp_seconds', 'End time of the last successful verification drill (Unix epoch).', ['cluster']),
   drillDuration: g('pgdr_drill_last_duration_seconds', 'Duration of the last verification drill.', ['cluster']),
+  drillRto: g('pgdr_drill_last_rto_seconds', "The last drill's measured RTO: restore + recovery + validation.", ['cluster']),
+  drillRtoTarget: g('pgdr_drill_rto_target_seconds', 'The RTO target the last drill was compared with (drill.rto, else rto.pitr / rto.fullSite).', ['cluster']),
   healthStatus: g('pgdr_health_check_status', 'Last result of a pgdr health check: 1 ok, 0 failing.', ['cluster', 'check']),
   healthTimestamp: g('pgdr_health_check_timestamp_seconds', 'When a pgdr health check last ran (Unix epoch).', ['cluster', 'check']),
+  runbookSuccess: g('pgdr_runbook_last_success', 'Outcome of the newest finished runbook of this kind (workflow type): 1 completed, 0 failed, cancelled, terminated or timed out.', ['kind']),
+  runbookTimestamp: g('pgdr_runbook_last_end_timestamp_seconds', 'When the newest finished runbook of this kind ended (Unix epoch).', ['kind']),
+  runbookDuration: g('pgdr_runbook_last_duration_seconds', 'How long the newest finished runbook of this kind ran.', ['kind']),
 };
 
 const epoch = (iso: string) => Date.parse(iso) / 1000;
@@ -67,16 +76,16 @@ export function setBackupMetrics(stanza: string, repos: number[], info: StanzaIn
     else metrics.lastAnyBackup.remove({ stanza, repo });
     for (const type of ['full', 'diff', 'incr'] as BackupType[]) {
       const ofType = sets.filter((s) => s.type === type).sort((a, b) => a.stoppedAt.localeCompare(b.stoppedAt));
-      metrics.backupCount.set({ stanza, repo, type }, ofType.length);
+      const l = { stanza, repo, type };
+      metrics.backupSets.set(l, ofType.length);
       const newest = ofType[ofType.length - 1];
       if (newest) {
-        metrics.lastBackup[type].set({ stanza, repo }, epoch(newest.stoppedAt));
-        metrics.lastBackupSize.set({ stanza, repo, type }, newest.size);
-        metrics.lastBackupRepoSize.set({ stanza, repo, type }, newest.repoDelta);
+        metrics.lastBackup.set(l, epoch(newest.stoppedAt));
+        metrics.lastBackupDuration.set(l, Math.max(0, epoch(newest.stoppedAt) - epoch(newest.startedAt)));
+        metrics.lastBackupSize.set(l, newest.size);
+        metrics.lastBackupRepoSize.set(l, newest.repoDelta);
       } else {
-        metrics.lastBackup[type].remove({ stanza, repo });
-        metrics.lastBackupSize.remove({ stanza, repo, type });
-        metrics.lastBackupRepoSize.remove({ stanza, repo, type });
+        for (const m of [metrics.lastBackup, metrics.lastBackupDuration, metrics.lastBackupSize, metrics.lastBackupRepoSize]) m.remove(l);
       }
     }
   }
@@ -101,6 +110,16 @@ export interface DrillResultRecord {
   /** ISO 8601 or epoch milliseconds; default now. */
   finishedAt?: string | number;
   durationMs: number;
+  /** The measured RTO (restore + recovery + validation) and the target it was compared with. */
+  rtoMs?: number;
+  rtoTargetMs?: number;
+}
+
+/** The newest finished run of one runbook kind (from Temporal's visibility; see worker/observability.ts). */
+export function setRunbookResult(kind: string, ok: boolean, endedAt: Date, durationMs: number): void {
+  metrics.runbookSuccess.set({ kind }, ok ? 1 : 0);
+  metrics.runbookTimestamp.set({ kind }, endedAt.getTime() / 1000);
+  metrics.runbookDuration.set({ kind }, Math.max(0, durationMs) / 1000);
 }
 
 let textfilePath: string | undefined;
@@ -120,6 +139,8 @@ export async function recordDrillResult(r: DrillResultRecord): Promise<void> {
   metrics.drillTimestamp.set({ cluster: r.cluster }, at / 1000);
   metrics.drillDuration.set({ cluster: r.cluster }, r.durationMs / 1000);
   if (r.ok) metrics.drillSuccessTimestamp.set({ cluster: r.cluster }, at / 1000);
+  if (r.rtoMs !== undefined) metrics.drillRto.set({ cluster: r.cluster }, r.rtoMs / 1000);
+  if (r.rtoTargetMs !== undefined) metrics.drillRtoTarget.set({ cluster: r.cluster }, r.rtoTargetMs / 1000);
   await writeTextfile();
 }
 

@@ -16,9 +16,10 @@
  * idempotent: a retry after a worker crash resumes to the same outcome.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { existsSync, readdirSync, renameSync, rmdirSync, statfsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { ClusterConfig } from '../common/config';
+import { pgConfLines } from '../common/conf-value';
 import { RUN_TAG_RE, runTag, type RunIdentity } from '../common/run-identity';
 import { requireCluster, type ActivityDeps } from './context';
 import { currentRun, ownedBy, ownerText, readMarker, removeMarker, requireOwned, writeMarker, type OwnedWhat } from './owned-dirs';
@@ -197,7 +198,7 @@ export function inPlaceActivities({ config }: ActivityDeps) {
      * <data>.rolled-back-<tag>, which holds every write since the promotion. A run that moved nothing aside
      * only makes sure the cluster runs. Idempotent.
      */
-    async rollBackInPlace(input: { cluster: string; afterPromotion?: boolean }): Promise<{ rolledBack: boolean; keptAt: string | null; answers: boolean; note: string }> {
+    async rollBackInPlace(input: { cluster: string; afterPromotion?: boolean }): Promise<{ rolledBack: boolean; keptAt: string | null; answers: boolean; note: string; newTimeline?: number | null }> {
       const c = cluster(input.cluster);
       const me = currentRun();
       const p = inPlacePaths(c.dataDir, runTag(me));
@@ -205,6 +206,7 @@ export function inPlaceActivities({ config }: ActivityDeps) {
       await killStrayRestores(`${p.staging}/data`);
       let keptAt: string | null = null;
       let note: string;
+      let newTimeline: number | null | undefined;
       if (existsSync(p.aside)) {
         requireOwned(p.aside, me, 'put back');
         if (await postmasterRunning(c, c.dataDir)) {
@@ -236,9 +238,23 @@ export function inPlaceActivities({ config }: ActivityDeps) {
       if (!existsSync(`${c.dataDir}/PG_VERSION`)) {
         throw ApplicationFailure.nonRetryable(`${c.dataDir} holds no data directory and this run kept nothing to put back (${note})`, 'RollbackFailed');
       }
+      if (input.afterPromotion && keptAt && (await serverState(c)) !== 'running') {
+        // The abandoned restore's timeline is in the archive now: bring the original up on a NEW timeline
+        // above it, so that a later restore to "latest" follows production, not the abandoned branch.
+        prepareTimelineSwitch(c, true);
+        try {
+          const r = await startAndAwaitPromotion(c, c, c.serverLog!, { timeoutSeconds: 600, what: 'the original cluster' });
+          newTimeline = r.timeline;
+          note += `; it runs on timeline ${r.timeline}, above the abandoned restore's`;
+        } catch (err) {
+          // Production comes back whatever happens: start it as it was, and say what to do.
+          prepareTimelineSwitch(c, false);
+          note += `; it could NOT be moved to a new timeline (${(err as Error).message.split('\n')[0]}): take a full backup now, and until then do not restore this cluster to "latest"`;
+        }
+      }
       if ((await serverState(c)) !== 'running') await startServer(c, c.serverLog!, 600, secretEnv(c));
       const [ok] = await query<{ one: number }>(c, 'SELECT 1 AS one');
-      return { rolledBack: note.startsWith('the original'), keptAt, answers: ok.one === 1, note };
+      return { rolledBack: note.startsWith('the original'), keptAt, answers: ok.one === 1, note, newTimeline };
     },
 
     /** The directories an in-place restore run kept (for `pgdr cleanup --run <tag>`): exact names, checked markers. */
@@ -263,6 +279,28 @@ export function inPlaceActivities({ config }: ActivityDeps) {
       return removed;
     },
   };
+}
+
+/**
+ * `on`: make the next start of a cleanly stopped primary an archive recovery to the end of its own timeline's
+ * WAL, which then promotes: PostgreSQL picks a timeline above every one in the archive. (A target such as
+ * 'immediate' fails on PostgreSQL 15 when no redo is needed.) Earlier recovery settings left by pgBackRest
+ * restores are removed either way: two recovery targets would stop the server from starting. `off`: undo it.
+ */
+function prepareTimelineSwitch(c: ClusterConfig, on: boolean): void {
+  const autoConf = join(c.dataDir, 'postgresql.auto.conf');
+  const kept = readFileSync(autoConf, 'utf8')
+    .split('\n')
+    .filter((l) => !/^\s*(restore_command|recovery_target\w*)\s*=/.test(l) && !l.startsWith('# pgdr: rolled back'));
+  const settings = on
+    ? ['# pgdr: rolled back after a promotion; start on a new timeline', ...pgConfLines({
+        restore_command: `pgbackrest --config=${c.pgbackrestConfig} --stanza=${c.stanza} archive-get %f "%p"`,
+        recovery_target_timeline: 'current', // the original's own; 'latest' would be the abandoned branch
+      })]
+    : [];
+  writeFileSync(autoConf, [...kept.filter((l, i) => l !== '' || i < kept.length - 1), ...settings, ''].join('\n'));
+  if (on) writeFileSync(join(c.dataDir, 'recovery.signal'), '');
+  else rmSync(join(c.dataDir, 'recovery.signal'), { force: true });
 }
 
 /** Exact names kept by run `tag` (with `.N` suffixes of repeated rollbacks), each with a marker naming that run. */

@@ -10,7 +10,7 @@ import type { LoadedConfig } from '../common/config';
 import { checkInput, dropRestoredClusterInputSchema } from '../common/inputs';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE } from './pgbackrest';
-import { query, serverState } from './postgres';
+import { query, serverState, startServer, stopServer } from './postgres';
 import { pickFreePort, removeTree, restoredTarget, stopRestoredCopy } from './restore';
 import { currentRun, ownerText, readMarker } from './owned-dirs';
 import { removeStaging, restoredBy, stagingDir } from './staged-restore';
@@ -161,6 +161,31 @@ export function newClusterActivities({ config }: ActivityDeps) {
         out.push({ ...r, running });
       }
       return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    },
+
+    /**
+     * Start or stop a restored cluster (`pgdr clusters start|stop`; the embedded default stops them all with
+     * the stack). Only a registered one whose data directory carries its restore's marker; fast shutdown.
+     */
+    async setRestoredClusterRunning(input: { name: string; running: boolean }): Promise<RestoredClusterRecord & { running: boolean; changed: boolean }> {
+      const valid = checkInput(dropRestoredClusterInputSchema, { name: input.name }, 'setRestoredClusterRunning');
+      if (!valid.ok) throw ApplicationFailure.nonRetryable(valid.message, FAILURE.badInput);
+      const r = readRecord(config, input.name);
+      if (!r) throw ApplicationFailure.nonRetryable(`no restored cluster named "${input.name}" on this host (pgdr clusters list)`, FAILURE.badInput);
+      const prod = touchesProduction(config, r.dataDir);
+      if (prod) throw ApplicationFailure.nonRetryable(`${r.dataDir} belongs to configured cluster ${prod}; refusing`, FAILURE.badInput);
+      const m = readMarker(r.dataDir);
+      if (!m || m.workflowId !== r.workflowId) {
+        throw ApplicationFailure.nonRetryable(`refusing to touch ${r.dataDir}: it holds ${ownerText(r.dataDir)}, not the restore of workflow ${r.workflowId}`, FAILURE.badInput);
+      }
+      const t = restoredTarget(cluster(r.source), r.dataDir, r.port, r.socketDir);
+      const was = (await serverState(t)) === 'running';
+      if (input.running && !was) {
+        if (await portInUse(r.port)) throw ApplicationFailure.nonRetryable(`port ${r.port} of restored cluster ${r.name} is in use by another process`, FAILURE.badInput);
+        await startServer(t, r.logFile);
+      }
+      if (!input.running && was) await stopServer(t);
+      return { ...r, running: input.running, changed: was !== input.running };
     },
 
     /** Stop a restored cluster and delete its folder. Never a configured production cluster. */

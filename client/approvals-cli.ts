@@ -19,6 +19,7 @@ import {
 } from '../common/approvals';
 import type { LoadedConfig } from '../common/config';
 import { workflowUrl } from '../activities/slack';
+import { when } from './format';
 import { signingSecretFromEnv, startSlackServer } from './slack-server';
 import { CliError, connectClient, rootCause, workflowId as newWorkflowId } from './temporal';
 
@@ -48,13 +49,15 @@ function inMinutes(iso: string): string {
 export function formatPending(v: ApprovalView): string {
   const approvals = v.votes.filter((x) => x.decision === 'approve').length;
   return [
-    `${v.workflowId}  ${v.approvalId}  (${v.kind}, ${v.workflowType})`,
+    `${v.workflowId}  ${v.approvalId}  (${v.kind === v.workflowType ? v.kind : `approvals.${v.kind}, runbook ${v.workflowType}`})`,
     `  action:       ${v.action}`,
-    ...Object.entries(v.details).map(([k, x]) => `    ${k}: ${String(x)}`),
+    ...Object.entries(v.details)
+      .filter(([, x]) => x !== null && x !== undefined && x !== '')
+      .map(([k, x]) => `    ${k}: ${typeof x === 'object' ? JSON.stringify(x) : String(x)}`),
     `  requested by: ${v.requestedBy} — ${v.reason}`,
     `  needs:        ${v.required} approval(s), ${approvals} so far; may approve: ${listOr(v.mayStillVote) || 'nobody'}`,
-    ...v.votes.map((x) => `  vote:         ${x.decision} by ${x.by}${x.slackUserName ? ` (${x.slackUserName})` : ''} via ${x.via} at ${x.at}${x.comment ? ` — ${x.comment}` : ''}`),
-    `  deadline:     ${v.deadline} (${inMinutes(v.deadline)})`,
+    ...v.votes.map((x) => `  vote:         ${x.decision} by ${x.by}${x.slackUserName ? ` (${x.slackUserName})` : ''} via ${x.via} at ${when(x.at)}${x.comment ? ` — ${x.comment}` : ''}`),
+    `  deadline:     ${when(v.deadline)} (${inMinutes(v.deadline)})`,
     `  approve:      pgdr approve ${v.workflowId} --approval ${v.approvalId} --as <you> [--comment …]`,
   ].join('\n');
 }

@@ -2,15 +2,15 @@
  * The pgdr command line. Every runbook command starts a workflow, follows its steps and prints a readable
  * result (or JSON with --json). Errors are one clear line plus a hint, with a non-zero exit code.
  */
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, defaultConfigPath, loadConfig, type LoadedConfig } from '../common/config';
 import { backupInputSchema, checkInput } from '../common/inputs';
-import { PROJECT_ROOT } from '../common/paths';
+import { PROJECT_ROOT, STATE_DIR } from '../common/paths';
 import type { BackupResult, SetupStanzaResult, StanzaInfo } from '../common/types';
-import { formatBackupResult, formatStanzaInfo } from './format';
+import { formatBackupResult, formatStanzaInfo, times } from './format';
 import { runDev } from '../worker/dev';
 import { createWorkerSet } from '../worker/worker';
-import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
+import { CliError, connectClient, EXIT_CODES, runWorkflow, workflowId, type ErrorKind } from './temporal';
 import { registerApprovalCommands } from './approvals-cli';
 import { registerDrillCommands } from './drill-cli';
 import { registerScheduleCommands } from './schedules-cli';
@@ -23,18 +23,23 @@ program
   .description('PostgreSQL disaster-recovery runbooks (pgBackRest) as durable Temporal workflows')
   .option('-c, --config <file>', 'config file (default: $PGDR_CONFIG, ./pgdr.yaml, or the embedded demo)')
   .option('--json', 'print results as JSON')
-  .showHelpAfterError('(run with --help for usage)');
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride()
+  .configureOutput({ outputError: (text, write) => (jsonMode() ? undefined : write(text)) });
 
 const globals = () => program.opts<{ config?: string; json?: boolean }>();
-const config = (): LoadedConfig => loadConfig(defaultConfigPath(PROJECT_ROOT, globals().config));
+/** --json, also when the error came before commander could parse it. */
+const jsonMode = () => Boolean(globals().json) || process.argv.slice(2).includes('--json');
+const config = (): LoadedConfig => loadConfig(defaultConfigPath(PROJECT_ROOT, globals().config, STATE_DIR));
 
 /** Fail fast, before anything starts, for a cluster the config does not have. */
 function requireClusterName(cfg: LoadedConfig, name: string): void {
   if (!cfg.clusters.some((c) => c.name === name)) {
-    throw new CliError(`unknown cluster "${name}" in ${cfg.file}`, `configured clusters: ${cfg.clusters.map((c) => c.name).join(', ')}`);
+    throw new CliError(`unknown cluster "${name}" in ${cfg.file}`, `configured clusters: ${cfg.clusters.map((c) => c.name).join(', ')}`, 'usage');
   }
 }
-const print = (text: string, json: unknown) => process.stdout.write(`${globals().json ? JSON.stringify(json, null, 2) : text}\n`);
+/** Text for people (times in one format), or the result as JSON (ISO 8601 times) with --json. */
+const print = (text: string, json: unknown) => process.stdout.write(`${globals().json ? JSON.stringify(json, null, 2) : times(text)}\n`);
 
 function collect(value: string, prev: string[]) {
   return [...prev, value];
@@ -55,27 +60,29 @@ program
   .command('backup')
   .description('take a full, diff or incr backup, or a named snapshot (full backup + restore point)')
   .requiredOption('--cluster <name>', 'cluster from the config')
-  .addOption(new Option('--type <type>', 'backup type').choices(['full', 'diff', 'incr']))
+  .addOption(new Option('--type <type>', 'backup type (required unless --snapshot)').choices(['full', 'diff', 'incr']))
   .option('--snapshot <name>', 'named snapshot, e.g. pre-migration-v2.3 (always a full backup)')
   .option('--annotation <key=value>', 'annotation stored with the set (repeatable)', collect, [])
   .option('--repo <n>', 'repository number', (v) => Number(v))
   .action(async (o: { cluster: string; type?: string; snapshot?: string; annotation: string[]; repo?: number }) => {
     const cfg = config();
+    if (!o.type && !o.snapshot) throw new CliError('choose the backup type: --type full, diff or incr (or --snapshot <name>)', 'a workflow input without "type" takes an incr, as pgBackRest does', 'usage');
     const input = { cluster: o.cluster, type: o.type, snapshot: o.snapshot, annotations: parseAnnotations(o.annotation), repo: o.repo };
     const clean = JSON.parse(JSON.stringify(input)) as object;
     const check = checkInput(backupInputSchema, clean, 'backup');
-    if (!check.ok) throw new CliError(check.message);
+    if (!check.ok) throw new CliError(check.message, undefined, 'usage');
     requireClusterName(cfg, o.cluster);
     const client = await connectClient(cfg);
-    const what = o.snapshot ? `snapshot ${o.snapshot}` : `${o.type ?? 'incr'} backup`;
+    const what = o.snapshot ? `snapshot ${o.snapshot}` : `${o.type} backup`;
+    const id = workflowId('backup', o.cluster);
     const result = await runWorkflow<BackupResult>(client, cfg, {
       workflowType: 'backup',
       input: clean,
-      id: workflowId('backup', o.cluster),
+      id,
       summary: `${what} of cluster ${o.cluster}`,
       follow: !globals().json,
     });
-    print(formatBackupResult(result), result);
+    print(`${formatBackupResult(result)}\n  workflow  ${id}`, { workflowId: id, ...result });
   });
 
 program
@@ -165,18 +172,31 @@ registerScheduleCommands(program, { config, print });
 registerRestoreCommands(program, { config, print });
 registerDrCommands(program, { config, print });
 
+/** One error: a line plus a hint for people, `{"error": {…}}` on stdout with --json; the exit code says its kind. */
+function reportError(kind: ErrorKind, message: string, hint?: string, workflowId?: string): void {
+  const exitCode = EXIT_CODES[kind];
+  if (jsonMode()) {
+    process.stdout.write(`${JSON.stringify({ error: { kind, message, ...(hint ? { hint } : {}), ...(workflowId ? { workflowId } : {}), exitCode } }, null, 2)}\n`);
+  } else {
+    process.stderr.write(`pgdr: error: ${times(message)}\n${hint ? `  hint: ${hint}\n` : ''}`);
+  }
+  process.exitCode = exitCode;
+}
+
 export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`pgdr: error: ${err.message}\n  hint: fix the file, then run \`pgdr config check\`\n`);
+    if (err instanceof CommanderError) {
+      if (err.exitCode === 0) return; // --help, --version
+      reportError('usage', err.message.replace(/^error: /, ''), 'run with --help for usage');
+    } else if (err instanceof ConfigError) {
+      reportError('config', err.message, 'fix the file, then run `pgdr config check`');
     } else if (err instanceof CliError) {
-      process.stderr.write(`pgdr: error: ${err.message}\n${err.hint ? `  hint: ${err.hint}\n` : ''}`);
+      reportError(err.kind, err.message, err.hint, err.workflowId);
     } else {
-      process.stderr.write(`pgdr: error: ${(err as Error).message ?? String(err)}\n`);
+      reportError('failed', (err as Error).message ?? String(err));
     }
-    process.exitCode = 1;
   }
 }
 

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { checkInput, fullSiteRecoveryInputSchema } from '../common/inputs';
 import type { DrPause } from '../common/dr-report';
+import type { StanzaInfo } from '../common/types';
 import type { FullSiteRecoveryResult, FullSiteState } from '../workflows/full-site-recovery';
 import { defaultIdentity, type CliContext } from './approvals-cli';
 import { ask, guide, interactive, type GuideStep } from './guide';
@@ -96,13 +97,24 @@ export function registerDrCommands(program: Command, ctx: CliContext): void {
       if (!reason && o.drill) reason = 'DR drill (full-site recovery rehearsal)';
       if (!reason) {
         if (!interactive()) throw new CliError('a full-site recovery needs --reason "<why>"');
-        reason = await ask('Reason for this full-site recovery: ');
+        reason = await ask('Reason for this full-site recovery: ', { required: 'a reason is required (it goes into the approval request and the DR report)' });
       }
       const target = o.time || o.name || o.lsn || o.immediate || o.set ? targetFromOptions(o) : undefined;
       const input = JSON.parse(JSON.stringify({ cluster: o.cluster, targetHost: o.host, repo: o.repo, target, reason, requestedBy: me, drill: o.drill || undefined })) as object;
       const check = checkInput(fullSiteRecoveryInputSchema, input, 'dr full-site');
       if (!check.ok) throw new CliError(check.message);
       const client = await connectClient(cfg);
+      if (!o.drill && o.host === cfg.clusters.find((c) => c.name === o.cluster)!.host) {
+        // The config says the cluster lives on that host: refuse when it still runs there (its archiver answers).
+        const info = await runWorkflow<StanzaInfo>(client, cfg, { workflowType: 'backupStatus', input: { cluster: o.cluster }, id: workflowId('status', o.cluster), summary: `Backup status of cluster ${o.cluster} (full-site request check)` });
+        if (info.window?.toSource === 'archiver') {
+          throw new CliError(
+            `host ${o.host} still runs cluster ${o.cluster} (PostgreSQL answers there): a full-site recovery rebuilds a LOST host's cluster on another host. Nothing was started.`,
+            'name the new host (--host <other>), or rehearse on this one with --drill',
+            'usage',
+          );
+        }
+      }
       const id = workflowId(o.drill ? 'dr-drill' : 'dr-full-site', o.cluster);
       let finished = false;
       const guiding = guide(client, id, me, () => finished, pauseStep(client, id, me));

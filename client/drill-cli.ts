@@ -8,7 +8,13 @@ import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
 
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
-export function formatDrillResult(r: DrillResult): string {
+/** Which setting the drill's RTO target came from, as workflows/verify-drill.ts picks it: drill.rto, else rto.pitr for a PITR target, else rto.fullSite. */
+export function rtoSetting(r: Pick<DrillResult, 'target'>, cfg?: LoadedConfig): string {
+  if (cfg?.clusters.find((c) => c.name === (r as DrillResult).cluster)?.drill.rto) return 'drill.rto';
+  return r.target.type !== 'immediate' ? 'rto.pitr' : 'rto.fullSite';
+}
+
+export function formatDrillResult(r: DrillResult, setting = rtoSetting(r)): string {
   const lines = [
     `${r.passed ? 'PASSED' : 'FAILED'}: verification drill of cluster ${r.cluster} (stanza ${r.stanza})`,
   ];
@@ -21,7 +27,7 @@ export function formatDrillResult(r: DrillResult): string {
   if (r.rpo) lines.push(`  RPO proof    restored up to ${r.rpo.lastRestoredCommit ? when(r.rpo.lastRestoredCommit) : '?'} for target ${when(r.rpo.target)}${r.rpo.gapMs !== null ? ` — ${r.rpo.gapMs} ms behind the target` : ''}; ${r.rpo.markers} marker(s)`);
   const t = r.timings;
   lines.push(`  timings      verify ${secs(t.verifyMs)} (concurrent), restore ${secs(t.restoreMs)}, recovery ${secs(t.recoveryMs)}, validation ${secs(t.validationMs)}`);
-  lines.push(`  measured RTO ${secs(t.totalMs)} (target ${r.rtoTarget}${r.rtoExceeded ? ' — EXCEEDED' : ''}); whole drill ${secs(t.wallMs)}`);
+  lines.push(`  measured RTO ${secs(t.totalMs)} (target ${r.rtoTarget}: ${setting}${r.rtoExceeded ? ' — EXCEEDED' : ''}); whole drill ${secs(t.wallMs)}`);
   if (r.validation) {
     for (const c of r.validation.checks) lines.push(`  ${c.ok ? '✓' : '✗'} ${c.name}: ${c.detail}`);
   }
@@ -57,13 +63,15 @@ export function registerDrillCommands(program: Command, ctx: { config: () => Loa
       const check = checkInput(drillInputSchema, input, 'drill');
       if (!check.ok) throw new CliError(check.message);
       const client = await connectClient(cfg);
+      const id = workflowId('drill', o.cluster);
       const r = await runWorkflow<DrillResult>(client, cfg, {
         workflowType: 'verifyDrill',
         input,
-        id: workflowId('drill', o.cluster),
+        id,
         summary: `Verification drill of cluster ${o.cluster}`,
-        follow: true,
+        follow: !process.argv.includes('--json'),
       });
-      ctx.print(formatDrillResult(r), r);
+      const setting = rtoSetting(r, cfg);
+      ctx.print(formatDrillResult(r, setting), { ...r, workflowId: id, rtoSetting: setting });
     });
 }

@@ -1,5 +1,6 @@
 /** Readable text for CLI results. */
-import type { BackupResult, BackupSet, StanzaInfo } from '../common/types';
+import { offTimeline } from '../common/restore-target';
+import { timelineOf, type BackupResult, type BackupSet, type StanzaInfo } from '../common/types';
 
 export function bytes(n: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
@@ -12,7 +13,26 @@ export function bytes(n: number): string {
   return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
-export const when = (iso: string) => iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+/**
+ * The one human time format of the CLI (and Slack): `2026-11-21 22:34:51 UTC`. Takes ISO 8601, PostgreSQL's
+ * `2026-11-21 22:36:32.000+00`, epoch milliseconds or a Date; text it cannot read is returned as it is.
+ * `--json` keeps ISO 8601.
+ */
+export function when(t: string | number | Date): string {
+  const d = t instanceof Date ? t : typeof t === 'number' ? new Date(t) : new Date(isoOf(t));
+  if (Number.isNaN(d.getTime())) return String(t);
+  return `${d.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+}
+
+/** PostgreSQL / pgBackRest spellings of a time as ISO 8601 (`+00` → `+00:00`, a space → `T`). */
+function isoOf(s: string): string {
+  return s.trim().replace(' ', 'T').replace(/([+-]\d{2})$/, '$1:00').replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
+}
+
+const TIME_IN_TEXT = /\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}(?::?\d{2})?)/g;
+
+/** Every zoned timestamp inside free text (step notes, failure messages) in the CLI's format. */
+export const times = (text: string) => text.replace(TIME_IN_TEXT, (m) => when(m));
 
 function annotationText(a: Record<string, string>): string {
   return Object.entries(a)
@@ -38,8 +58,10 @@ export function formatBackupResult(r: BackupResult): string {
   return lines.join('\n');
 }
 
-export function formatSetRow(s: BackupSet): string[] {
-  return [s.label, s.type, `repo${s.repo}`, when(s.stoppedAt), bytes(s.size), bytes(s.repoDelta), annotationText(s.annotations)];
+export function formatSetRow(s: BackupSet, timeline?: StanzaInfo['timeline']): string[] {
+  const tli = timelineOf(s.walStart);
+  const off = offTimeline(s, timeline);
+  return [s.label, s.type, `repo${s.repo}`, when(s.stoppedAt), tli === null ? '?' : `${tli}${off ? ' (past a fork)' : ''}`, bytes(s.size), bytes(s.repoDelta), annotationText(s.annotations)];
 }
 
 export function formatStanzaInfo(cluster: string, info: StanzaInfo): string {
@@ -50,8 +72,15 @@ export function formatStanzaInfo(cluster: string, info: StanzaInfo): string {
   } else {
     lines.push('  no backups yet: nothing can be restored');
   }
+  if (info.timeline) {
+    const h = info.timeline.history;
+    const forks = h.map((x, i) => `${x.parent}→${h[i + 1]?.parent ?? info.timeline!.current} at ${x.switchLsn}`);
+    lines.push(`  timeline: ${info.timeline.current}${forks.length ? ` (forks: ${forks.join(', ')})` : ''}`);
+  }
   if (info.sets.length) {
-    lines.push('', table([['LABEL', 'TYPE', 'REPO', 'STOPPED', 'DB SIZE', 'IN REPO', 'ANNOTATIONS'], ...info.sets.map(formatSetRow)]).replace(/^/gm, '  '));
+    lines.push('', table([['LABEL', 'TYPE', 'REPO', 'STOPPED', 'TIMELINE', 'DB SIZE', 'IN REPO', 'ANNOTATIONS'], ...info.sets.map((s) => formatSetRow(s, info.timeline))]).replace(/^/gm, '  '));
+    const past = info.sets.map((s) => offTimeline(s, info.timeline)).filter(Boolean);
+    if (past.length) lines.push('', ...past.map((p) => `  past a fork: ${p}; it cannot restore to the current timeline`));
   }
   return lines.join('\n');
 }

@@ -2,8 +2,13 @@
  * CLI commands of the restore runbooks: `pgdr restore`, `pgdr check`, `pgdr clusters list|drop`,
  * `pgdr cleanup`. Registered on the main program by client/cli.ts.
  */
+import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
-import type { RestoreTarget } from '../common/restore-target';
+import type { LoadedConfig } from '../common/config';
+import { checkInput, restoreInPlaceInputSchema } from '../common/inputs';
+import { resolveRestoreTarget, type RestoreTarget } from '../common/restore-target';
+import type { StanzaInfo } from '../common/types';
+import type { CloseWalGapResult } from '../workflows/close-wal-gap';
 import type { ChecklistSnapshot } from '../workflows/checklist';
 import type { Pause, PauseDecisionArgs } from '../workflows/pause';
 import type { RestoreInPlaceResult } from '../workflows/restore-in-place';
@@ -11,7 +16,8 @@ import type { RestoreToNewClusterResult } from '../workflows/restore-to-new-clus
 import type { RestoredClusterRecord } from '../activities/restore-new-cluster';
 import { defaultIdentity, type CliContext } from './approvals-cli';
 import { table } from './format';
-import { ask, guide, interactive, signOff } from './guide';
+import { guide, signOff } from './guide';
+import { ask, interactive, note } from './terminal';
 import { CliError, connectClient, rootCause, runWorkflow, workflowId } from './temporal';
 
 interface TargetOptions {
@@ -56,6 +62,46 @@ function checklistText(lists: ChecklistSnapshot[]): string {
     .join('\n');
 }
 
+/**
+ * Check the restore target against the recoverable window before anything starts (a runbook is never started
+ * that its own target check would fail). A time seconds ago is usually "after the last archived WAL": the
+ * segment holding it is still being written. When the cluster runs, close the gap — switch WAL, wait until it
+ * is archived, check again — with --switch-wal or after asking; otherwise say exactly what to do.
+ */
+export async function checkTargetFirst(client: Client, cfg: LoadedConfig, cluster: string, target: RestoreTarget, switchWal: boolean | undefined): Promise<void> {
+  const read = () =>
+    runWorkflow<StanzaInfo>(client, cfg, {
+      workflowType: 'backupStatus',
+      input: { cluster, ...(target.repo ? { repo: target.repo } : {}) },
+      id: workflowId('status', cluster),
+      summary: `Backup status of cluster ${cluster} (restore target check)`,
+    });
+  let check = resolveRestoreTarget(target, await read(), new Date().toISOString());
+  if (check.ok) return;
+  if (!/after the last archived WAL/.test(check.message)) throw new CliError(`${check.message}. Nothing was started.`, undefined, 'usage');
+  const howTo =
+    `the WAL holding that time is not archived yet: pass --switch-wal (pgdr switches WAL on the running cluster and waits until it is archived), ` +
+    `or run \`SELECT pg_switch_wal()\` on the primary of ${cluster}, or wait up to its archive_timeout; then run the restore again`;
+  let go = switchWal;
+  if (go === undefined && interactive()) {
+    note(`${check.message}\n`);
+    go = /^y(es)?$/i.test(await ask(`Switch WAL on ${cluster} now, wait until it is archived, and check the target again? [y/N] `));
+  }
+  if (!go) throw new CliError(`${check.message}. Nothing was started.`, howTo, 'usage');
+  await runWorkflow<CloseWalGapResult>(client, cfg, {
+    workflowType: 'closeWalGap',
+    input: { cluster },
+    id: workflowId('switch-wal', cluster),
+    summary: `Switch WAL on cluster ${cluster} and wait until it is archived (restore target ${target.value ?? target.type})`,
+    follow: true,
+  }).catch((err: Error) => {
+    throw new CliError(`cannot close the WAL gap on ${cluster}: ${err.message}`, `is ${cluster} running and archiving? otherwise wait up to its archive_timeout, or pick an earlier target`);
+  });
+  check = resolveRestoreTarget(target, await read(), new Date().toISOString());
+  if (!check.ok) throw new CliError(`${check.message}. Nothing was started.`, howTo, 'usage');
+  note(`  ✓ target is inside the recoverable window now\n`);
+}
+
 export function registerRestoreCommands(program: Command, ctx: CliContext): void {
   program
     .command('restore')
@@ -79,13 +125,43 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
     .option('--confirm <token>', 'in place: the confirmation token (asked for at a terminal)')
     .option('--reason <text>', 'why (required in place; asked for at a terminal)')
     .option('--as <identity>', 'who asks (default $PGDR_IDENTITY or the OS user)')
-    .action(async (o: TargetOptions & { cluster: string; newCluster?: string; inPlace?: boolean; databases?: string; port?: number; dataDir?: string; confirm?: string; reason?: string; as?: string }) => {
+    .option('--switch-wal', 'when the target time is not archived yet: switch WAL on the running cluster and wait until it is (asked at a terminal)')
+    .option('--no-switch-wal', 'never switch WAL; fail with what to do')
+    .action(async (o: TargetOptions & { cluster: string; newCluster?: string; inPlace?: boolean; databases?: string; port?: number; dataDir?: string; confirm?: string; reason?: string; as?: string; switchWal?: boolean }) => {
       const cfg = ctx.config();
-      if (!cfg.clusters.some((c) => c.name === o.cluster)) throw new CliError(`unknown cluster "${o.cluster}" in ${cfg.file}`);
-      if (Boolean(o.newCluster) === Boolean(o.inPlace)) throw new CliError('choose --new-cluster <name> (non-destructive) or --in-place');
+      const prod = cfg.clusters.find((c) => c.name === o.cluster);
+      if (!prod) throw new CliError(`unknown cluster "${o.cluster}" in ${cfg.file}`, `configured clusters: ${cfg.clusters.map((c) => c.name).join(', ')}`, 'usage');
+      if (Boolean(o.newCluster) === Boolean(o.inPlace)) throw new CliError('choose --new-cluster <name> (non-destructive) or --in-place', undefined, 'usage');
       const target = targetFromOptions(o);
       const me = o.as ?? defaultIdentity();
+      const switchWal = process.argv.includes('--switch-wal') ? true : process.argv.includes('--no-switch-wal') ? false : undefined;
+      // In place: the token and the reason first (asked again until they are right), then the target.
+      let confirmation = o.confirm;
+      let reason = o.reason;
+      const token = prod.restore.confirmationToken;
+      if (o.inPlace) {
+        if (confirmation === undefined) {
+          if (!interactive()) throw new CliError(`an in-place restore needs --confirm ${token} (restore.confirmationToken of cluster ${o.cluster})`, undefined, 'usage');
+          process.stderr.write(`An IN-PLACE restore replaces the current state of cluster ${o.cluster}; its data directory is moved aside, not deleted.\n`);
+          for (;;) {
+            confirmation = await ask(`Type ${token} to continue (restore.confirmationToken), or Enter to stop: `);
+            if (!confirmation) throw new CliError('stopped: no confirmation token typed. Nothing was started.', undefined, 'usage');
+            if (confirmation === token) break;
+            process.stderr.write(`    that is not it: type exactly ${token}\n`);
+          }
+        }
+        if (confirmation !== token) {
+          throw new CliError(`the confirmation token does not match restore.confirmationToken of cluster ${o.cluster}: pass --confirm ${token}. Nothing was started.`, undefined, 'usage');
+        }
+        if (!reason?.trim()) {
+          if (!interactive()) throw new CliError('an in-place restore needs --reason "<why>"', undefined, 'usage');
+          reason = await ask('Reason for this restore: ', { required: 'a reason is required (it goes into the approval request and the audit log)' });
+        }
+        const check = checkInput(restoreInPlaceInputSchema, { cluster: o.cluster, target, confirmation, reason, requestedBy: me }, 'restore --in-place');
+        if (!check.ok) throw new CliError(`${check.message}. Nothing was started.`, undefined, 'usage');
+      }
       const client = await connectClient(cfg);
+      await checkTargetFirst(client, cfg, o.cluster, target, switchWal);
       if (o.newCluster) {
         const input = {
           cluster: o.cluster,
@@ -97,10 +173,11 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
           requestedBy: me,
           ...(o.reason ? { reason: o.reason } : {}),
         };
+        const newId = workflowId('restore-new', o.cluster);
         const r = await runWorkflow<RestoreToNewClusterResult>(client, cfg, {
           workflowType: 'restoreToNewCluster',
           input,
-          id: workflowId('restore-new', o.cluster),
+          id: newId,
           summary: `Restore ${o.cluster} into new cluster ${o.newCluster} (${target.type}${target.value ? ` ${target.value}` : ''})`,
           follow: true,
         });
@@ -112,26 +189,15 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
             `  recovery  ${(r.recovery.recoveryMs / 1000).toFixed(1)} s${r.recovery.stoppedAt ? `; ${r.recovery.stoppedAt}` : ''}; timeline ${r.recovery.timeline}`,
             ...(r.droppedDatabases.length ? [`  dropped   ${r.droppedDatabases.join(', ')} (not asked for)`] : []),
             checklistText(r.checklists),
-            `It keeps running; remove it with: pgdr clusters drop ${r.name}`,
+            `It keeps running until \`pgdr clusters stop ${r.name}\` (the embedded default stops it with Ctrl-C; \`pgdr clusters start ${r.name}\` starts it again); remove it with: pgdr clusters drop ${r.name}`,
           ].join('\n'),
-          r,
+          { workflowId: newId, ...r },
         );
         return;
       }
-      let confirmation = o.confirm;
-      let reason = o.reason;
-      if (!confirmation) {
-        if (!interactive()) throw new CliError('an in-place restore needs --confirm <token> (restore.confirmationToken in the config)');
-        process.stderr.write(`An IN-PLACE restore replaces the current state of cluster ${o.cluster}; its data directory is moved aside, not deleted.\n`);
-        confirmation = await ask('Type the confirmation token to continue: ');
-      }
-      if (!reason) {
-        if (!interactive()) throw new CliError('an in-place restore needs --reason "<why>"');
-        reason = await ask('Reason for this restore: ');
-      }
       const id = workflowId('restore-in-place', o.cluster);
       let finished = false;
-      const guiding = guide(client, id, me, () => finished);
+      const guiding = guide(client, id, me, () => finished, undefined, { approvers: cfg.approvals.restoreInPlace?.approvers ?? [], requestedBy: me });
       try {
         const r = await runWorkflow<RestoreInPlaceResult>(client, cfg, {
           workflowType: 'restoreInPlace',
@@ -151,7 +217,7 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
             checklistText(r.checklists),
             `When you no longer need the kept directory: pgdr cleanup --cluster ${r.cluster} --run ${r.run} --reason "…"`,
           ].join('\n'),
-          r,
+          { workflowId: id, ...r },
         );
       } finally {
         finished = true;
@@ -196,12 +262,7 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
     .action(async () => {
       const cfg = ctx.config();
       const client = await connectClient(cfg);
-      const list = await runWorkflow<(RestoredClusterRecord & { running: boolean })[]>(client, cfg, {
-        workflowType: 'restoredClusters',
-        input: {},
-        id: workflowId('restored-clusters'),
-        summary: 'List restored clusters',
-      });
+      const list = await listRestored(client, cfg);
       ctx.print(
         list.length
           ? table([
@@ -212,21 +273,63 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
         list,
       );
     });
+  const listRestored = (client: Client, cfg: LoadedConfig) =>
+    runWorkflow<(RestoredClusterRecord & { running: boolean })[]>(client, cfg, {
+      workflowType: 'restoredClusters',
+      input: {},
+      id: workflowId('restored-clusters'),
+      summary: 'List restored clusters',
+    });
+  for (const [verb, running] of [
+    ['start', true],
+    ['stop', false],
+  ] as const) {
+    clusters
+      .command(`${verb} <name>`)
+      .description(`${verb} a restored cluster (${running ? 'on its own port and socket' : 'fast shutdown; its data stays'})`)
+      .action(async (name: string) => {
+        const cfg = ctx.config();
+        if (cfg.clusters.some((c) => c.name === name)) throw new CliError(`"${name}" is a configured production cluster; pgdr clusters ${verb} only acts on restored clusters`, undefined, 'usage');
+        const client = await connectClient(cfg);
+        const id = workflowId(`${verb}-restored`, name);
+        const r = await runWorkflow<RestoredClusterRecord & { running: boolean; changed: boolean }>(client, cfg, {
+          workflowType: 'restoredClusterPower',
+          input: { name, running },
+          id,
+          summary: `${running ? 'Start' : 'Stop'} restored cluster ${name}`,
+        });
+        ctx.print(
+          `${r.name} on host ${r.host} ${r.changed ? (running ? 'started' : 'stopped') : running ? 'was already running' : 'was not running'}${running ? ` — psql -h ${r.socketDir} -p ${r.port} -U postgres` : ''}`,
+          { ...r, restoredBy: r.workflowId, workflowId: id },
+        );
+      });
+  }
   clusters
     .command('drop <name>')
-    .description('stop a restored cluster and delete it (never a configured production cluster)')
-    .action(async (name: string) => {
+    .description('stop a restored cluster and delete it (never a configured production cluster); a running one is asked about first')
+    .option('-y, --yes', 'drop it even when it is running, without asking')
+    .action(async (name: string, o: { yes?: boolean }) => {
       const cfg = ctx.config();
-      if (cfg.clusters.some((c) => c.name === name)) throw new CliError(`"${name}" is a configured production cluster; pgdr clusters drop only removes restored clusters`);
+      if (cfg.clusters.some((c) => c.name === name)) throw new CliError(`"${name}" is a configured production cluster; pgdr clusters drop only removes restored clusters`, undefined, 'usage');
       const client = await connectClient(cfg);
+      if (!o.yes) {
+        const r = (await listRestored(client, cfg)).find((x) => x.name === name);
+        if (!r) throw new CliError(`no restored cluster named "${name}" (pgdr clusters list)`, undefined, 'usage');
+        if (r.running) {
+          const question = `${name} is RUNNING on host ${r.host} (port ${r.port}); whoever uses it loses it. Drop it?`;
+          if (!interactive()) throw new CliError(`${question} Pass --yes to drop a running cluster, or stop it first: pgdr clusters stop ${name}`, undefined, 'usage');
+          if (!/^y(es)?$/i.test(await ask(`${question} [y/N] `))) throw new CliError(`not dropped: ${name} keeps running`, undefined, 'usage');
+        }
+      }
+      const id = workflowId('drop-restored', name);
       const r = await runWorkflow<{ name: string; dir: string; host: string }>(client, cfg, {
         workflowType: 'dropRestoredCluster',
         input: { name },
-        id: workflowId('drop-restored', name),
+        id,
         summary: `Drop restored cluster ${name}`,
-        follow: true,
+        follow: !process.argv.includes('--json'),
       });
-      ctx.print(`Dropped ${r.name} on host ${r.host} (${r.dir} deleted)`, r);
+      ctx.print(`Dropped ${r.name} on host ${r.host} (${r.dir} deleted)`, { workflowId: id, ...r });
     });
 
   program

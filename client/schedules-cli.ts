@@ -4,13 +4,51 @@
 import { Option, type Command } from 'commander';
 import type { LoadedConfig } from '../common/config';
 import { checkInput } from '../common/inputs';
-import { expireInputSchema, type ArchiveHealthResult, type ExpireResult, type FreshnessResult } from '../common/health-inputs';
+import { expireInputSchema, humanAge, type ArchiveHealthResult, type ExpireResult, type FreshnessResult } from '../common/health-inputs';
+import { when } from './format';
 import { applySchedules, formatApplyReport, formatScheduleRows, listSchedules, pauseSchedule, resumeSchedule, triggerSchedule } from './schedules';
 import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
 
 interface Helpers {
   config: () => LoadedConfig;
   print: (text: string, json: unknown) => void;
+}
+
+/** A health check's verdict with what it measured: the age of each newest set and of the last archived WAL, against the limits. */
+export function formatHealthResult(r: FreshnessResult | ArchiveHealthResult, maxArchiveAge?: string): string {
+  const lines = [`${r.check}: ${r.ok ? 'ok' : 'FAILING'} (checked ${when(r.checkedAt)})`];
+  if (r.check === 'freshness') {
+    const limit = { full: `health.maxAgeFull ${r.thresholds.maxAgeFull}`, diff: `health.maxAgeDiff ${r.thresholds.maxAgeDiff ?? r.thresholds.maxAgeFull}`, incr: `health.maxAgeIncr ${r.thresholds.maxAgeIncr}` };
+    for (const repo of r.repos) {
+      for (const kind of ['full', 'diff', 'incr'] as const) {
+        const n = repo[kind];
+        lines.push(`  repo${repo.repo} newest ${kind === 'incr' ? 'any' : kind === 'diff' ? 'full/diff' : 'full'}: ${n ? `${n.label}, ${humanAge(n.ageSeconds)} old` : 'none'} (limit ${limit[kind]})`);
+      }
+    }
+  } else {
+    const age = r.lastArchivedAt ? (Date.now() - Date.parse(r.lastArchivedAt)) / 1000 : undefined;
+    lines.push(
+      `  last archived WAL: ${r.lastArchivedWal ?? 'none'}${age !== undefined ? `, ${humanAge(Math.max(0, Math.round(age)))} ago` : ''}${maxArchiveAge ? ` (limit health.maxArchiveAge ${maxArchiveAge})` : ''}`,
+      `  cluster ${r.running ? 'running' : 'stopped'}; pgbackrest check ${r.checkPassed === null ? 'not run' : r.checkPassed ? 'passed' : 'FAILED'}; archive failures ${r.failedCount ?? '?'}${r.newFailures ? ` (${r.newFailures} new)` : ''}`,
+    );
+  }
+  return [...lines, ...r.problems.map((p) => `  - ${p}`), ...r.notes.map((n) => `  · ${n}`)].join('\n');
+}
+
+/** The retention options pgBackRest ran with, from its "expire command begin" line (`repo1-retention-full=2`). */
+export function retentionOptions(output: string): string[] {
+  const begin = output.split('\n').find((l) => /expire command begin/.test(l)) ?? '';
+  return [...begin.matchAll(/--(repo\d+-retention-[a-z-]+)=(\S+)/g)].map((m) => `${m[1]}=${m[2]}`);
+}
+
+export function formatExpireResult(r: ExpireResult): string {
+  const read = retentionOptions(r.output);
+  const remaining = r.remaining.filter((l) => !r.dryRun || !r.expired.includes(l));
+  return [
+    `${r.dryRun ? 'Would expire' : 'Expired'}: ${r.expired.join(', ') || 'nothing'}`,
+    `${r.dryRun ? 'Would remain' : 'Remaining'}: ${remaining.join(', ') || 'none'}`,
+    `Retention: ${r.retention}${read.length ? ` — pgBackRest ran with ${read.join(', ')}` : ''}`,
+  ].join('\n');
 }
 
 export function registerScheduleCommands(program: Command, { config, print }: Helpers): void {
@@ -67,17 +105,15 @@ export function registerScheduleCommands(program: Command, { config, print }: He
       const input = JSON.parse(JSON.stringify(o)) as object;
       const check = checkInput(expireInputSchema, input, 'expire');
       if (!check.ok) throw new CliError(check.message);
+      const id = workflowId('expire', o.cluster);
       const r = await runWorkflow<ExpireResult>(await connectClient(cfg), cfg, {
         workflowType: 'expire',
         input,
-        id: workflowId('expire', o.cluster),
+        id,
         summary: `Expire backups of cluster ${o.cluster}${o.dryRun ? ' (dry run)' : ''}`,
         follow: !json(),
       });
-      print(
-        `${r.dryRun ? 'Would expire' : 'Expired'} (${r.retention}): ${r.expired.join(', ') || 'nothing'}\nRemaining: ${r.remaining.join(', ') || 'none'}`,
-        r,
-      );
+      print(formatExpireResult(r), { workflowId: id, ...r, retentionRead: retentionOptions(r.output) });
     });
 
   program
@@ -95,10 +131,8 @@ export function registerScheduleCommands(program: Command, { config, print }: He
       if (o.check !== 'freshness') {
         results.push(await runWorkflow<ArchiveHealthResult>(client, cfg, { workflowType: 'archiveHealth', input: { cluster: o.cluster }, id: workflowId('archive-health', o.cluster), summary: `WAL archive health of cluster ${o.cluster}` }));
       }
-      print(
-        results.map((r) => `${r.check}: ${r.ok ? 'ok' : 'FAILING'}${r.problems.map((p) => `\n  - ${p}`).join('')}${r.notes.map((n) => `\n  · ${n}`).join('')}`).join('\n'),
-        results,
-      );
+      const health = cfg.clusters.find((c) => c.name === o.cluster)?.health;
+      print(results.map((r) => formatHealthResult(r, health?.maxArchiveAge)).join('\n'), results);
       if (results.some((r) => !r.ok)) process.exitCode = 2;
     });
 }

@@ -5,6 +5,8 @@
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import type { LoadedConfig } from '../common/config';
 import type { RunbookState } from '../workflows/runbook';
+import { times } from './format';
+import { note } from './terminal';
 
 export async function connectClient(config: LoadedConfig): Promise<Client> {
   const connection = await Connection.connect({
@@ -13,19 +15,59 @@ export async function connectClient(config: LoadedConfig): Promise<Client> {
     apiKey: config.temporal.apiKeyEnv ? process.env[config.temporal.apiKeyEnv] : undefined,
     connectTimeout: '5s',
   }).catch((err: Error) => {
-    throw new CliError(`cannot reach Temporal at ${config.temporal.address}: ${err.message}`, 'is the server running? `npm start` starts the embedded default');
+    throw new CliError(`cannot reach Temporal at ${config.temporal.address}: ${err.message}`, 'is the server running? `npm start` starts the embedded default', 'unreachable');
   });
   return new Client({ connection, namespace: config.temporal.namespace });
 }
+
+/**
+ * What went wrong, for scripts (`--json` prints `{"error": {kind, message, hint?, workflowId?}}`), and the
+ * exit code of each kind.
+ */
+export const EXIT_CODES = { failed: 1, usage: 3, config: 3, unreachable: 4, 'server-lost': 4 } as const;
+export type ErrorKind = keyof typeof EXIT_CODES;
 
 /** An error the CLI prints as one line plus a hint. */
 export class CliError extends Error {
   constructor(
     message: string,
     readonly hint?: string,
+    readonly kind: ErrorKind = 'failed',
+    readonly workflowId?: string,
   ) {
     super(message);
   }
+}
+
+/**
+ * Rejects when the Temporal server stops answering while we wait on a runbook (a long poll alone would hang
+ * silently): three missed health checks in a row, about 10 s.
+ */
+function watchServer(client: Client, config: LoadedConfig, id: string, url: string, stopped: () => boolean): Promise<never> {
+  return new Promise<never>((_, reject) => {
+    let misses = 0;
+    const tick = async () => {
+      if (stopped()) return;
+      try {
+        await client.connection.withDeadline(Date.now() + 3000, () => client.workflowService.getSystemInfo({}));
+        misses = 0;
+      } catch (err) {
+        if (++misses >= 3) {
+          reject(
+            new CliError(
+              `lost the Temporal server at ${config.temporal.address} while waiting for ${id} (${rootCause(err)})`,
+              `the runbook's state is kept by Temporal: once the server is back (\`npm start\`), it goes on; see ${url}`,
+              'server-lost',
+              id,
+            ),
+          );
+          return;
+        }
+      }
+      setTimeout(() => void tick(), 2000).unref();
+    };
+    setTimeout(() => void tick(), 2000).unref();
+  });
 }
 
 export function workflowId(kind: string, cluster?: string): string {
@@ -66,14 +108,14 @@ export async function runWorkflow<T>(client: Client, config: LoadedConfig, o: St
     staticDetails: o.details ?? ['```json', JSON.stringify(o.input, null, 2), '```'].join('\n'),
   });
   const url = `${config.temporal.uiUrl.replace(/\/$/, '')}/namespaces/${config.temporal.namespace}/workflows/${encodeURIComponent(o.id)}`;
-  if (o.follow) process.stderr.write(`${o.summary}\n  workflow ${o.id}\n  ${url}\n`);
+  if (o.follow) note(`${o.summary}\n  workflow ${o.id}\n  ${url}\n`);
   let stop = false;
   const follower = o.follow ? followSteps(() => handle.query<RunbookState>('steps'), () => stop) : Promise.resolve();
   try {
-    return (await handle.result()) as T;
+    return (await Promise.race([handle.result(), watchServer(client, config, o.id, url, () => stop)])) as T;
   } catch (err) {
     if (err instanceof WorkflowFailedError) {
-      throw new CliError(rootCause(err), `see ${url}`);
+      throw new CliError(rootCause(err), `see ${url}`, 'failed', o.id);
     }
     throw err;
   } finally {
@@ -91,7 +133,7 @@ async function followSteps(read: () => Promise<RunbookState>, done: () => boolea
       if (printed.get(i) === s.state) return;
       if (s.state !== 'running' || !printed.has(i)) {
         const took = s.durationMs !== undefined && s.state !== 'running' ? ` (${(s.durationMs / 1000).toFixed(1)} s)` : '';
-        process.stderr.write(`  ${icon[s.state] ?? '?'} ${s.name}${took}${s.note && s.state !== 'done' ? ` — ${s.note}` : ''}\n`);
+        note(`  ${icon[s.state] ?? '?'} ${s.name}${took}${s.note && s.state !== 'done' ? ` — ${times(s.note)}` : ''}\n`);
       }
       printed.set(i, s.state);
     });
@@ -99,7 +141,9 @@ async function followSteps(read: () => Promise<RunbookState>, done: () => boolea
   for (;;) {
     const finished = done();
     try {
-      show(await read());
+      let timer: NodeJS.Timeout | undefined;
+      const state = await Promise.race([read(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer')), 3000)))]).finally(() => clearTimeout(timer));
+      show(state);
     } catch {
       /* query not answerable yet, or the workflow is gone */
     }

@@ -396,7 +396,8 @@ export function loadConfig(file: string): LoadedConfig {
 }
 
 /** The config file to use: --config, then $PGDR_CONFIG, then ./pgdr.yaml, then the embedded demo's. */
-export function defaultConfigPath(projectRoot: string, explicit?: string): string {
+/** The config file: --config, $PGDR_CONFIG, ./pgdr.yaml, or the embedded demo's in the state folder (`stateDir`: $PGDR_STATE_DIR or <projectRoot>/.pgdr). */
+export function defaultConfigPath(projectRoot: string, explicit?: string, stateDir = resolve(projectRoot, '.pgdr')): string {
   if (explicit) return resolve(explicit);
   if (process.env.PGDR_CONFIG) return resolve(process.env.PGDR_CONFIG);
   const local = resolve('pgdr.yaml');
@@ -404,7 +405,7 @@ export function defaultConfigPath(projectRoot: string, explicit?: string): strin
     readFileSync(local);
     return local;
   } catch {
-    return resolve(projectRoot, '.pgdr', 'demo', 'pgdr.yaml');
+    return resolve(stateDir, 'demo', 'pgdr.yaml');
   }
 }
 

@@ -38,7 +38,7 @@ export interface ExpireResult {
   retention: string;
   /** Sets removed (a dry run: the sets that would go). */
   expired: string[];
-  /** Sets left after the run (a dry run: the sets now). */
+  /** Sets left after the run (a dry run: the sets that would stay). */
   remaining: string[];
   archiveRemoved: string[];
   output: string;

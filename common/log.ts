@@ -27,12 +27,14 @@ type Meta = Record<string, unknown> | undefined;
 export const temporalLogger = {
   log: (level: string, message: string, meta?: Meta) => {
     const l = level.toLowerCase();
-    if (l === 'warn' || l === 'error') log[l](meta ?? {}, message);
+    // A host queue's worker serves activities only, by design: its "No workflows registered" is no warning.
+    if (l === 'warn' && message.startsWith('No workflows registered')) log.debug(meta ?? {}, message);
+    else if (l === 'warn' || l === 'error') log[l](meta ?? {}, message);
     else log.debug(meta ?? {}, message);
   },
   trace: (m: string, meta?: Meta) => log.trace(meta ?? {}, m),
   debug: (m: string, meta?: Meta) => log.debug(meta ?? {}, m),
   info: (m: string, meta?: Meta) => log.debug(meta ?? {}, m),
-  warn: (m: string, meta?: Meta) => log.warn(meta ?? {}, m),
+  warn: (m: string, meta?: Meta) => (m.startsWith('No workflows registered') ? log.debug(meta ?? {}, m) : log.warn(meta ?? {}, m)),
   error: (m: string, meta?: Meta) => log.error(meta ?? {}, m),
 };

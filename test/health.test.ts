@@ -173,22 +173,29 @@ describe('metrics', () => {
     const sets = await repoSets();
     const newest = (type: string) => Math.max(...sets.filter((s) => s.type === type).map((s) => s.timestamp.stop));
     const l = { stanza: 'main', repo: 'repo1' };
-    assert.equal(metricValue(text, 'pgbackrest_last_full_backup_timestamp_seconds', l), newest('full'));
-    assert.equal(metricValue(text, 'pgbackrest_last_incr_backup_timestamp_seconds', l), newest('incr'));
-    assert.equal(metricValue(text, 'pgbackrest_last_diff_backup_timestamp_seconds', l), undefined, 'no diff taken: no sample');
-    assert.equal(metricValue(text, 'pgbackrest_last_backup_timestamp_seconds', l), Math.max(...sets.map((s) => s.timestamp.stop)));
-    assert.equal(metricValue(text, 'pgbackrest_backup_count', { ...l, type: 'full' }), sets.filter((s) => s.type === 'full').length);
-    assert.equal(metricValue(text, 'pgbackrest_backup_count', { ...l, type: 'incr' }), sets.filter((s) => s.type === 'incr').length);
-    assert.ok((metricValue(text, 'pgbackrest_repo_size_bytes', l) ?? 0) > 1_000_000);
-    assert.ok((metricValue(text, 'pgbackrest_last_backup_size_bytes', { ...l, type: 'full' }) ?? 0) > 10_000_000);
+    assert.equal(metricValue(text, 'pgdr_backup_last_timestamp_seconds', { ...l, type: 'full' }), newest('full'));
+    assert.equal(metricValue(text, 'pgdr_backup_last_timestamp_seconds', { ...l, type: 'incr' }), newest('incr'));
+    assert.equal(metricValue(text, 'pgdr_backup_last_timestamp_seconds', { ...l, type: 'diff' }), undefined, 'no diff taken: no sample');
+    assert.equal(metricValue(text, 'pgdr_backup_newest_timestamp_seconds', l), Math.max(...sets.map((s) => s.timestamp.stop)));
+    assert.equal(metricValue(text, 'pgdr_backup_sets', { ...l, type: 'full' }), sets.filter((s) => s.type === 'full').length);
+    assert.equal(metricValue(text, 'pgdr_backup_sets', { ...l, type: 'incr' }), sets.filter((s) => s.type === 'incr').length);
+    const newestFull = sets.filter((s) => s.type === 'full').sort((a, b) => a.timestamp.stop - b.timestamp.stop).pop()!;
+    assert.equal(metricValue(text, 'pgdr_backup_last_duration_seconds', { ...l, type: 'full' }), newestFull.timestamp.stop - newestFull.timestamp.start);
+    assert.ok((metricValue(text, 'pgdr_backup_repo_size_bytes', l) ?? 0) > 1_000_000);
+    assert.ok((metricValue(text, 'pgdr_backup_last_size_bytes', { ...l, type: 'full' }) ?? 0) > 10_000_000);
     const [arch] = await sql<{ t: number; f: string }>(main, 'SELECT extract(epoch from last_archived_time)::float8 AS t, failed_count::text AS f FROM pg_stat_archiver');
     assert.ok(Math.abs((metricValue(text, 'pgdr_wal_last_archived_timestamp_seconds', { cluster: 'main', stanza: 'main' }) ?? 0) - arch.t) < 0.01);
-    assert.equal(metricValue(text, 'pgdr_wal_archive_failed_total', { cluster: 'main', stanza: 'main' }), Number(arch.f));
+    assert.equal(metricValue(text, 'pgdr_wal_archive_failures', { cluster: 'main', stanza: 'main' }), Number(arch.f));
     assert.equal(metricValue(text, 'pgdr_health_check_status', { cluster: 'main', check: 'freshness' }), 1);
+    // Nothing in pgbackrest_exporter's namespace, and Prometheus' own linter has nothing to say.
+    assert.doesNotMatch(text, /^pgbackrest_/m);
+    const lint = await run('promtool', ['check', 'metrics'], { input: text });
+    assert.equal(lint.exitCode, 0, `promtool check metrics: ${lint.stdout}${lint.stderr}`);
+    assert.equal(`${lint.stdout}${lint.stderr}`.trim(), '', 'no lint findings');
 
     const file = readFileSync(textfile, 'utf8');
-    assert.equal(metricValue(file, 'pgbackrest_last_full_backup_timestamp_seconds', l), newest('full'));
-    assert.match(file, /# HELP pgbackrest_last_full_backup_timestamp_seconds/);
+    assert.equal(metricValue(file, 'pgdr_backup_last_timestamp_seconds', { ...l, type: 'full' }), newest('full'));
+    assert.match(file, /# HELP pgdr_backup_last_timestamp_seconds/);
   });
 
   test('the textfile is replaced atomically: a new inode per write, never a partial file, no temp files left', async () => {
@@ -317,13 +324,14 @@ describe('alert rules', () => {
   test('config/alerts.yml passes `promtool check rules` and its unit tests (`promtool test rules`)', async () => {
     const check = await run('promtool', ['check', 'rules', 'config/alerts.yml'], { cwd: PROJECT_ROOT });
     assert.equal(check.exitCode, 0, check.stdout + check.stderr);
-    assert.match(check.stdout, /SUCCESS: 10 rules found/);
+    assert.match(check.stdout, /SUCCESS: 14 rules found/);
     const unit = await run('promtool', ['test', 'rules', 'config/alerts.test.yml'], { cwd: PROJECT_ROOT });
     assert.equal(unit.exitCode, 0, unit.stdout + unit.stderr);
     assert.match(unit.stdout, /SUCCESS/);
     // Every metric the rules use is one pgdr exports.
     const rules = readFileSync(join(PROJECT_ROOT, 'config', 'alerts.yml'), 'utf8');
     const exported = (await scrape()) + readFileSync(join(PROJECT_ROOT, 'activities', 'metrics.ts'), 'utf8');
-    for (const m of new Set(rules.match(/\b(pgbackrest|pgdr)_[a-z_]+/g) ?? [])) assert.ok(exported.includes(`'${m}'`) || exported.includes(`# TYPE ${m} `), `metric ${m} is exported`);
+    assert.doesNotMatch(rules, /\bpgbackrest_[a-z_]+/, "pgbackrest_exporter's namespace is not read");
+    for (const m of new Set(rules.match(/\bpgdr_[a-z_]+/g) ?? [])) assert.ok(exported.includes(`'${m}'`) || exported.includes(`# TYPE ${m} `), `metric ${m} is exported`);
   });
 });

@@ -4,6 +4,7 @@
  */
 import { Connection } from '@temporalio/client';
 import { execa, type ResultPromise } from 'execa';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 
 export interface DevServerOptions {
@@ -92,4 +93,46 @@ export async function startTemporalDevServer(o: DevServerOptions): Promise<DevSe
       clearTimeout(t);
     },
   };
+}
+
+/**
+ * `temporal server start-dev` processes that use `dbFile` (read from /proc: exact argv), e.g. left running
+ * by an earlier `pgdr dev` that was killed before it could stop them.
+ */
+export function devServersUsing(dbFile: string): { pid: number; pgid: number }[] {
+  const found: { pid: number; pgid: number }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      const i = argv.indexOf('--db-filename');
+      if (i < 0 || argv[i + 1] !== dbFile || !argv.includes('start-dev')) continue;
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      found.push({ pid: Number(entry), pgid: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) });
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return found;
+}
+
+/** Stop such left-over dev servers (SIGTERM to their process groups, SIGKILL after 10 s); wait until gone. */
+export async function stopDevServersUsing(dbFile: string): Promise<number> {
+  const found = devServersUsing(dbFile);
+  const signal = (sig: NodeJS.Signals) => {
+    for (const p of found) {
+      for (const target of [-p.pgid, p.pid]) {
+        try {
+          process.kill(target, sig);
+        } catch {
+          /* gone */
+        }
+      }
+    }
+  };
+  signal('SIGTERM');
+  for (let i = 0; i < 100 && devServersUsing(dbFile).length; i++) await new Promise((r) => setTimeout(r, 100));
+  if (devServersUsing(dbFile).length) signal('SIGKILL');
+  for (let i = 0; i < 50 && devServersUsing(dbFile).length; i++) await new Promise((r) => setTimeout(r, 100));
+  return found.length;
 }

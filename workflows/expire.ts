@@ -88,7 +88,7 @@ export async function expire(input: ExpireInput): Promise<ExpireResult> {
         dryRun: true,
         retention,
         expired: dry.expired,
-        remaining: before.sets.map((s) => s.label),
+        remaining: before.sets.map((s) => s.label).filter((l) => !dry.expired.includes(l)),
         archiveRemoved: dry.archiveRemoved,
         output: dry.output,
       };

@@ -123,12 +123,12 @@ function onTarget(host: string) {
     startToCloseTimeout: '30s',
     retry: { maximumAttempts: 2 },
   });
-  const long = (timeout: string) =>
+  const long = (timeout: string, heartbeatTimeout = '30s') =>
     proxyActivities<Activities>({
       taskQueue,
       scheduleToStartTimeout: '5m',
       startToCloseTimeout: timeout as Duration,
-      heartbeatTimeout: '30s',
+      heartbeatTimeout: heartbeatTimeout as Duration,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
       retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 2, nonRetryableErrorTypes: [...NON_RETRYABLE, 'RecoveryFailed'] },
     });
@@ -377,7 +377,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
     const p = plan!;
     rto = { target: p.rto, targetMs: durationMs(p.rto) };
     const repo = p.repo.index;
-    const long = target.long(p.backupTimeout);
+    const long = target.long(p.backupTimeout, p.heartbeatTimeout);
     const pkg = await autoItem(checks, 'packages', 'Check PostgreSQL and pgBackRest on the new host', () => target.quick.checkHostPackages({ cluster: req.cluster }));
     const pgMajor = (pkg as FullSiteCheck & { pgMajor?: number }).pgMajor;
     const conf = await autoItem(checks, 'pgbackrest-config', 'Check the pgBackRest configuration', () => target.quick.checkPgBackRestConfig({ cluster: req.cluster, repo }));
@@ -489,7 +489,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
   const result = await CancellationScope.nonCancellable(async (): Promise<FullSiteRecoveryResult> => {
     if (drill && plan && restoreTouched) {
       try {
-        const r = await rb.step('Tear down the scratch cluster', () => target.long('10m').removeFullSiteScratch({ cluster: req.cluster, scratch }));
+        const r = await rb.step('Tear down the scratch cluster', () => target.long('10m', plan!.heartbeatTimeout).removeFullSiteScratch({ cluster: req.cluster, scratch }));
         noteLast(`${r.dir} ${r.existed ? 'stopped and deleted' : 'was already gone'}`);
       } catch (err) {
         notes.push(`The drill's scratch copy on ${req.targetHost} could not be removed (${err instanceof Error ? rootMessage(err) : String(err)}): pgdr dr full-site cleanup is manual — stop it and delete ${plan.scratch?.dir}.`);
@@ -523,7 +523,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
       cluster: req.cluster,
       runbook: 'fullSiteRecovery',
       fields: {
-        'Measured RTO': `${m.measuredMs !== undefined ? formatDuration(m.measuredMs) : '—'} (target ${rto.target}${m.exceeded ? ', EXCEEDED' : ''})`,
+        'Measured RTO': `${m.measuredMs !== undefined ? formatDuration(m.measuredMs) : '—'} (target ${rto.target}: rto.fullSite${m.exceeded ? ', EXCEEDED' : ''})`,
         ...(report.file ? { Report: `${report.file} on ${report.host}` } : {}),
       },
       text: md.slice(0, 2800),

@@ -12,3 +12,5 @@ export { cleanupRestore } from './cleanup-restore';
 export { restoredClusters } from './restored-clusters';
 export { dropRestoredCluster } from './drop-restored-cluster';
 export { fullSiteRecovery } from './full-site-recovery';
+export { restoredClusterPower } from './restored-cluster-power';
+export { closeWalGap } from './close-wal-gap';

@@ -227,36 +227,39 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
       else warnings.push(`cancelled after the point of no return; the restore was kept (${d.choice === 'timeout' ? 'nobody decided' : `by ${d.by}`})`);
     });
   }
-  if (rolledBack) {
-    const r = await CancellationScope.nonCancellable(() =>
-      rb.step(`Roll back (chosen by ${rolledBack}): keep every write since the promotion aside, put the original back`, () =>
+  // A person has decided: what follows finishes even when the run was cancelled (the decision was the answer).
+  return CancellationScope.nonCancellable(async (): Promise<RestoreInPlaceResult> => {
+    if (rolledBack) {
+      const r = await rb.step(`Roll back (chosen by ${rolledBack}): keep every write since the promotion aside, put the original back`, () =>
         host.long.rollBackInPlace({ cluster: req.cluster, afterPromotion: true }),
-      ),
-    );
-    throw ApplicationFailure.nonRetryable(`in-place restore of ${req.cluster} ROLLED BACK by ${rolledBack} after the promotion: ${r.note}.`, 'RestoreRolledBack');
-  }
+      );
+      // Its new timeline must reach the archive too, or a restore to "latest" could follow the abandoned one.
+      const archiving = r.newTimeline !== undefined ? await archiveNewTimeline(rb, cluster.taskQueue, req.cluster, r.newTimeline) : undefined;
+      throw ApplicationFailure.nonRetryable(`in-place restore of ${req.cluster} ROLLED BACK by ${rolledBack} after the promotion: ${r.note}.${archiving ? ` ${archiving}` : ''}`, 'RestoreRolledBack');
+    }
 
-  // The restore stands; archiving problems on the new timeline are reported, never rolled back.
-  const archiving = await archiveNewTimeline(rb, cluster.taskQueue, req.cluster, recovery.timeline);
-  if (archiving) {
-    warnings.push(archiving);
-    await notify({ level: 'warning', title: `In-place restore of ${req.cluster}: archiving needs attention`, cluster: req.cluster, runbook: 'restoreInPlace', text: archiving });
-  }
-  rb.section('target', () => `Restored **${target.description}** IN PLACE; the previous data directory is kept at \`${layout.aside}\` until \`pgdr cleanup --cluster ${req.cluster} --run ${run}\``);
+    // The restore stands; archiving problems on the new timeline are reported, never rolled back.
+    const archiving = await archiveNewTimeline(rb, cluster.taskQueue, req.cluster, recovery.timeline);
+    if (archiving) {
+      warnings.push(archiving);
+      await notify({ level: 'warning', title: `In-place restore of ${req.cluster}: archiving needs attention`, cluster: req.cluster, runbook: 'restoreInPlace', text: archiving });
+    }
+    rb.section('target', () => `Restored **${target.description}** IN PLACE; the previous data directory is kept at \`${layout.aside}\` until \`pgdr cleanup --cluster ${req.cluster} --run ${run}\``);
 
-  await condition(allHandlersFinished);
-  return {
-    cluster: req.cluster,
-    run,
-    warnings,
-    target: target.description,
-    set: target.set.label,
-    keptOriginalAt: layout.aside,
-    safetyBackup,
-    recovery,
-    checklists: [pre.snapshot(), post.snapshot()],
-    approvals: approvalAudit(),
-    pauses: pauses.all.map((p) => ({ ...p })),
-    durationMs: Date.now() - started,
-  };
+    await condition(allHandlersFinished);
+    return {
+      cluster: req.cluster,
+      run,
+      warnings,
+      target: target.description,
+      set: target.set.label,
+      keptOriginalAt: layout.aside,
+      safetyBackup,
+      recovery,
+      checklists: [pre.snapshot(), post.snapshot()],
+      approvals: approvalAudit(),
+      pauses: pauses.all.map((p) => ({ ...p })),
+      durationMs: Date.now() - started,
+    };
+  });
 }

@@ -38,13 +38,15 @@ export function scratchNameFor(workflowId: string): string {
   return `pgdr-drill-${slug}-${h.toString(16).padStart(8, '0')}`;
 }
 
-function drillProxies(cluster: Pick<ClusterSummary, 'taskQueue' | 'backupTimeout'>) {
+function drillProxies(cluster: Pick<ClusterSummary, 'taskQueue' | 'backupTimeout'> & Partial<Pick<ClusterSummary, 'heartbeatTimeout'>>) {
   const { quick } = onHost(cluster);
-  /** Restore / start: long, heartbeating (a dead worker is noticed within 20 s and the attempt retried). */
+  // Every activity heartbeats (worker/liveness.ts): a dead worker is noticed within worker.heartbeatTimeout.
+  const heartbeatTimeout = (cluster.heartbeatTimeout ?? '20s') as Duration;
+  /** Restore / start: long, heartbeating; a dead worker's attempt is retried. */
   const restore = proxyActivities<Activities>({
     taskQueue: cluster.taskQueue,
     startToCloseTimeout: cluster.backupTimeout as Duration,
-    heartbeatTimeout: '20s',
+    heartbeatTimeout,
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE, 'RecoveryFailed'] },
   });
@@ -52,7 +54,7 @@ function drillProxies(cluster: Pick<ClusterSummary, 'taskQueue' | 'backupTimeout
   const work = proxyActivities<Activities>({
     taskQueue: cluster.taskQueue,
     startToCloseTimeout: '2h',
-    heartbeatTimeout: '60s',
+    heartbeatTimeout,
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
   });
@@ -60,7 +62,7 @@ function drillProxies(cluster: Pick<ClusterSummary, 'taskQueue' | 'backupTimeout
   const cleanup = proxyActivities<Activities>({
     taskQueue: cluster.taskQueue,
     startToCloseTimeout: '5m',
-    heartbeatTimeout: '30s',
+    heartbeatTimeout,
     retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 50, nonRetryableErrorTypes: ['BadInput'] },
   });
   return { quick, restore, work, cleanup };
@@ -251,7 +253,7 @@ export async function verifyDrill(input: DrillInput): Promise<DrillResult> {
       // Metrics (activities/metrics.ts recordDrillResult), on the host worker that serves the cluster's metrics.
       await act.quick.recordDrillMetrics
         .executeWithOptions({ summary: `record drill metrics for ${req.cluster}` }, [
-          { cluster: req.cluster, ok: passed, finishedAt: new Date().toISOString(), durationMs: timings.wallMs },
+          { cluster: req.cluster, ok: passed, finishedAt: new Date().toISOString(), durationMs: timings.wallMs, rtoMs: timings.totalMs, rtoTargetMs: durationMs(rtoTarget) },
         ])
         .catch(() => undefined);
       const lines = drillSummaryLines(result);

@@ -3,6 +3,7 @@
  * runbook × fault × point → outcome. Used by test/safety*.test.ts.
  */
 import assert from 'node:assert/strict';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { MARKER_FILE, type Marker } from '../../activities/owned-dirs';
@@ -84,6 +85,18 @@ export function assertNothingLost(c: LocalCluster, original: string, where: 'liv
   }
 }
 
+/** How a workflow ended: its result, or the messages of its failure chain joined for matching. */
+export async function outcome<T>(handle: WorkflowHandle): Promise<{ result?: T; failure?: string }> {
+  try {
+    return { result: (await handle.result()) as T };
+  } catch (err) {
+    if (!(err instanceof WorkflowFailedError)) throw err;
+    const parts: string[] = [];
+    for (let x = err as { message?: string; cause?: unknown } | undefined; x; x = x.cause as typeof x) parts.push(String(x.message));
+    return { failure: parts.join(' | ') };
+  }
+}
+
 export interface Cell {
   runbook: string;
   fault: string;
@@ -107,7 +120,7 @@ export class Matrix {
     }
   }
   print(title: string): void {
-    const w = [12, 10, 34];
+    const w = [20, 15, 34];
     const row = (c: string[]) => c.map((x, i) => (i < w.length ? x.padEnd(w[i]) : x)).join('  ');
     const lines = [row(['RUNBOOK', 'FAULT', 'POINT', 'OUTCOME']), ...this.cells.map((c) => row([c.runbook, c.fault, c.point, `${c.ok ? '✓' : '✗'} ${c.outcome}`]))];
     const passed = this.cells.filter((c) => c.ok).length;
