@@ -16,6 +16,9 @@ import { basename, dirname, join } from 'node:path';
 import type { ClusterConfig } from '../common/config';
 import { pgConfLines } from '../common/conf-value';
 import { makeOwnedDir } from '../worker/local-cluster';
+import { runTag, type RunIdentity } from '../common/run-identity';
+import { currentRun, requireOwned, writeMarker } from './owned-dirs';
+import { restoredBy, restoreViaStaging, supportsReflinks, type RestoreMode } from './staged-restore';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, failureFor, lastLines, parseInfoJson, PGBACKREST_BIN, pgbackrest, secretEnv } from './pgbackrest';
 import { expectedArchiveCommand, type PgTarget } from './postgres';
@@ -157,7 +160,7 @@ async function repoInfo(c: ClusterConfig, repo: number) {
     return { error: redact(f.message, secrets) } as const;
   }
   const raw = parseInfoJson(res.stdout).find((s) => s.name === c.stanza) as
-    | (ReturnType<typeof parseInfoJson>[number] & { db?: { id: number; version: string; 'repo-key'?: number }[] })
+    | (ReturnType<typeof parseInfoJson>[number] & { db?: { id: number; version: string; 'repo-key'?: number; 'system-id'?: string }[] })
     | undefined;
   if (!raw) return { error: `pgbackrest info returned nothing for stanza "${c.stanza}"` } as const;
   return { raw, message: redact(raw.status.message.trim(), secrets) } as const;
@@ -171,6 +174,37 @@ function safeSecretEnv(c: ClusterConfig): { env: Record<string, string>; problem
     return { env: {}, problem: (e as Error).message };
   }
 }
+
+/** The system identifier of the PostgreSQL data directory `dir` (pg_controldata), or null. */
+async function systemIdOf(c: ClusterConfig, dir: string): Promise<string | null> {
+  if (!existsSync(join(dir, 'PG_VERSION'))) return null;
+  const r = await run(join(c.pgBinDir, 'pg_controldata'), ['-D', dir], { user: c.osUser, env: { LC_ALL: 'C' } });
+  return /Database system identifier:\s+(\d+)/.exec(r.stdout)?.[1] ?? null;
+}
+
+/**
+ * A stale copy of this very cluster in the target data directory (e.g. a former standby): a PostgreSQL
+ * data directory whose system identifier is the stanza's, with no server running in it. It is moved aside
+ * (never deleted) and seeds a delta restore.
+ */
+async function staleCopy(c: ClusterConfig, repo: number): Promise<{ systemId: string } | { not: string }> {
+  const id = await systemIdOf(c, c.dataDir);
+  if (!id) return { not: 'not a PostgreSQL data directory' };
+  const info = await repoInfo(c, repo);
+  if ('error' in info) return { not: `cannot compare it with the stanza: ${info.error}` };
+  const stanzaId = String(info.raw.db?.[info.raw.db.length - 1]?.['system-id'] ?? '');
+  if (stanzaId !== id) return { not: `a different cluster (system identifier ${id}, the stanza's is ${stanzaId || 'unknown'})` };
+  if (postmasterAlive(c.dataDir)) return { not: 'a copy of this cluster, but a server runs in it' };
+  return { systemId: id };
+}
+
+/** How a stale copy of the cluster is used: delta onto a reflink clone, onto a plain copy, or not at all. */
+async function staleCopyMode(c: ClusterConfig): Promise<RestoreMode> {
+  if (c.restore.reflink !== 'off' && (await supportsReflinks(dirname(c.dataDir))).ok) return 'reflink-delta';
+  return c.restore.copyDelta ? 'copy-delta' : 'full';
+}
+
+const staleAside = (c: ClusterConfig, run: RunIdentity) => `${c.dataDir}.stale-${runTag(run)}`;
 
 export function fullSiteActivities({ config }: ActivityDeps) {
   const cluster = (name: string) => requireCluster(config, name);
@@ -330,7 +364,7 @@ export function fullSiteActivities({ config }: ActivityDeps) {
      * run (a marker beside it) so that a retried restore may empty what it wrote itself. Drill: the
      * scratch folder of this run must not exist (or be pgdr's own, from an earlier attempt).
      */
-    async checkTargetLocation(input: { cluster: string; run: string; drill: boolean; scratch: string; needBytes: number }): Promise<FullSiteCheck> {
+    async checkTargetLocation(input: { cluster: string; run: string; drill: boolean; scratch: string; needBytes: number; repo?: number }): Promise<FullSiteCheck> {
       const c = cluster(input.cluster);
       const need = Math.ceil(input.needBytes * 1.1);
       if (input.drill) {
@@ -344,13 +378,19 @@ export function fullSiteActivities({ config }: ActivityDeps) {
       }
       const claim = claimFile(c.dataDir);
       const ours = existsSync(claim) && readFileSync(claim, 'utf8').trim() === input.run;
+      let stale = '';
       if (existsSync(c.dataDir)) {
         const entries = readdirSync(c.dataDir);
         if (entries.length && !ours) {
-          return {
-            ok: false,
-            note: `refusing: ${c.dataDir} is not empty (${entries.length} entries, e.g. ${entries.slice(0, 3).join(', ')}); pgdr never deletes data — move it away (or point dataDir elsewhere in this host's pgdr.yaml), then retry`,
-          };
+          const copy = input.repo ? await staleCopy(c, input.repo) : { not: 'no repo to compare with' };
+          if ('not' in copy) {
+            return {
+              ok: false,
+              note: `refusing: ${c.dataDir} is not empty (${entries.length} entries, e.g. ${entries.slice(0, 3).join(', ')}; ${copy.not}); pgdr never deletes data — move it away (or point dataDir elsewhere in this host's pgdr.yaml), then retry`,
+            };
+          }
+          const mode = await staleCopyMode(c);
+          stale = `a stale copy of this cluster (system identifier ${copy.systemId}) is there: it is moved aside to ${staleAside(c, currentRun())}, never deleted, ${mode === 'full' ? 'and the backup restored in full (no reflinks; restore.copyDelta is off)' : `and seeds a ${mode === 'reflink-delta' ? 'delta restore onto a reflink clone of it' : 'delta restore onto a copy of it'}`}; `;
         }
       }
       if (postmasterAlive(c.dataDir)) return { ok: false, note: `a PostgreSQL server runs in ${c.dataDir}` };
@@ -360,7 +400,7 @@ export function fullSiteActivities({ config }: ActivityDeps) {
       if (free < need) return { ok: false, note: `${mb(free)} free at ${nearestExisting(c.dataDir)}, the restore needs ${mb(need)}` };
       mkdirSync(dirname(claim), { recursive: true });
       writeFileSync(claim, `${input.run}\n`);
-      return { ok: true, note: `${c.dataDir} is ${existsSync(c.dataDir) ? 'empty' : 'absent'}; port ${c.port} free; ${mb(free)} free, need ${mb(need)}` };
+      return { ok: true, note: `${stale || `${c.dataDir} is ${existsSync(c.dataDir) ? 'empty' : 'absent'}; `}port ${c.port} free; ${mb(free)} free, need ${mb(need)}` };
     },
 
     /**
@@ -368,7 +408,7 @@ export function fullSiteActivities({ config }: ActivityDeps) {
      * WAL archiving stays on: this is production again, with this host's port, socket and archive_command
      * written into postgresql.auto.conf), or into the drill's scratch folder (archive_mode=off).
      */
-    async restoreOnTarget(input: { cluster: string; run: string; drill: boolean; scratch: string; request: Omit<RestoreRequest, 'cluster' | 'dataDir' | 'archiveModeOff' | 'delta'> }): Promise<RestoreOutcome> {
+    async restoreOnTarget(input: { cluster: string; run: string; drill: boolean; scratch: string; request: Omit<RestoreRequest, 'cluster' | 'dataDir' | 'archiveModeOff' | 'delta'> }): Promise<RestoreOutcome & { mode?: RestoreMode; fallback?: string; keptStaleAt?: string }> {
       const c = cluster(input.cluster);
       if (input.drill) {
         const { cluster: cc, layout } = fullSiteScratch(c, input.scratch);
@@ -377,15 +417,25 @@ export function fullSiteActivities({ config }: ActivityDeps) {
       }
       const claim = claimFile(c.dataDir);
       const ours = existsSync(claim) && readFileSync(claim, 'utf8').trim() === input.run;
-      if (!ours) throw ApplicationFailure.nonRetryable(`refusing to restore into ${c.dataDir}: it was not found empty and claimed by this run (${claim})`, FAILURE.badInput);
+      if (!ours) throw ApplicationFailure.nonRetryable(`refusing to restore into ${c.dataDir}: it was not found free and claimed by this run (${claim})`, FAILURE.badInput);
       if (existsSync(c.dataDir) && readdirSync(c.dataDir).length && postmasterAlive(c.dataDir)) {
         throw ApplicationFailure.nonRetryable(`PostgreSQL runs in ${c.dataDir}; not restoring over it`, FAILURE.badInput);
       }
-      const out = await restoreInto(c, { ...input.request, cluster: c.name, dataDir: c.dataDir, archiveModeOff: false, delta: false });
+      // A stale copy of the cluster (checked when claimed) is moved aside, marked as this run's, and seeds a delta.
+      const me = currentRun();
+      const aside = staleAside(c, me);
+      let seed: { from: string; mode: RestoreMode } | undefined;
+      if (existsSync(aside)) requireOwned(aside, me, 'use');
+      else if (!restoredBy(c.dataDir, me) && existsSync(join(c.dataDir, 'PG_VERSION')) && input.request.repo && 'systemId' in (await staleCopy(c, input.request.repo))) {
+        writeMarker(c.dataDir, { what: 'stale copy, kept aside', cluster: c.name, from: c.dataDir }, me);
+        renameSync(c.dataDir, aside);
+      }
+      if (existsSync(aside)) seed = { from: aside, mode: await staleCopyMode(c) };
+      const out = await restoreViaStaging(c, me, { ...input.request, cluster: c.name, dataDir: c.dataDir, archiveModeOff: false, delta: false }, seed);
       // This host's port, socket directory and archive_command (listen_addresses stays as restored:
       // applications connect over TCP).
       appendAutoConf(c.dataDir, { port: String(c.port), unix_socket_directories: c.socketDir, archive_command: expectedArchiveCommand(c.stanza, c.pgbackrestConfig) });
-      return out;
+      return { ...out, keptStaleAt: existsSync(aside) ? aside : undefined };
     },
 
     /** Start the restored cluster (or scratch copy) and wait until recovery has ended and it is promoted. */

@@ -16,6 +16,7 @@ import { healthActivities, policyActivities } from './health';
 import { approvalActivities } from './approval';
 import { fullSiteActivities } from './full-site';
 import { runActivities } from './owned-dirs';
+import { walGapActivities } from './wal-gap';
 
 export function createActivities(config: LoadedConfig) {
   const deps = { config };
@@ -33,6 +34,7 @@ export function createActivities(config: LoadedConfig) {
     ...approvalActivities(deps),
     ...fullSiteActivities(deps),
     ...runActivities(),
+    ...walGapActivities(deps),
   };
 }
 

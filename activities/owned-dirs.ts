@@ -14,7 +14,7 @@ import { FAILURE } from './pgbackrest';
 
 export const MARKER_FILE = '.pgdr-owner.json';
 
-export type OwnedWhat = 'original data directory, kept aside' | 'restore in progress' | 'failed restore' | 'restored data directory' | 'writes after promotion, kept aside';
+export type OwnedWhat = 'original data directory, kept aside' | 'restore in progress' | 'failed restore' | 'restored data directory' | 'writes after promotion, kept aside' | 'stale copy, kept aside';
 
 export interface Marker extends RunIdentity {
   what: OwnedWhat;
@@ -22,6 +22,8 @@ export interface Marker extends RunIdentity {
   at: string;
   /** Where the directory came from (a moved-aside data directory). */
   from?: string;
+  /** How a restored data directory was restored (staged-restore.ts). */
+  mode?: string;
 }
 
 /** The run this activity executes for (from the activity's own context, never from its input). */

@@ -26,8 +26,8 @@ import { currentRun, ownedBy, ownerText, readMarker, removeMarker, requireOwned,
 import { FAILURE, lastLines, secretEnv } from './pgbackrest';
 import { pgCtl, query, serverState, startServer, stopServer } from './postgres';
 import { run } from './process';
-import { killStrayRestores, startAndAwaitPromotion, type RecoveryReport, type RestoreOutcome, type RestoreRequest } from './restore';
-import { removeStaging, restoreViaStaging } from './staged-restore';
+import { killStrayRestores, startAndAwaitPromotion, type RecoveryReport, type RestoreRequest } from './restore';
+import { removeStaging, restoreViaStaging, supportsReflinks, type RestoreMode, type StagedRestoreOutcome } from './staged-restore';
 import { stopPoint } from './stop-points';
 
 /** The directories of one run's in-place restore. */
@@ -46,6 +46,27 @@ export interface InPlaceLayout extends InPlacePaths {
   /** The run tag (`pgdr cleanup --run <tag>`). */
   run: string;
   running: boolean;
+}
+
+/** How an in-place restore will run (chooseInPlaceMode), shown in the approval request. */
+export interface InPlaceMode {
+  mode: RestoreMode;
+  why: string;
+  /** In words, e.g. "the original is cloned in seconds; restore --delta rewrites only …". */
+  estimate: string;
+  originalBytes: number;
+}
+
+/** Rough throughputs for the estimates shown to the approver (not measured here). */
+const FULL_RESTORE_BPS = 150 * 2 ** 20;
+const COPY_BPS = 300 * 2 ** 20;
+const mb = (b: number) => `${Math.round(b / 2 ** 20)} MB`;
+const minutes = (s: number) => (s < 90 ? `${Math.max(1, Math.round(s))} s` : `${Math.round(s / 60)} min`);
+
+/** Bytes under a directory (du), 0 when it cannot be read. */
+async function directoryBytes(dir: string): Promise<number> {
+  const r = await run('du', ['-sb', '--', dir]);
+  return r.exitCode === 0 ? Number(r.stdout.split(/\s/)[0]) || 0 : 0;
 }
 
 export interface DiskReport {
@@ -132,6 +153,30 @@ export function inPlaceActivities({ config }: ActivityDeps) {
       return { ...p, run: tag, running: (await serverState(c)) === 'running' };
     },
 
+    /**
+     * How this restore will run, and why: delta onto a reflink clone of the original when the filesystem clones
+     * files (tried here, not guessed), a plain copy + delta when allowed and there is room, else a full restore.
+     */
+    async chooseInPlaceMode(input: { cluster: string; restoreBytes: number }): Promise<InPlaceMode> {
+      const c = cluster(input.cluster);
+      const parent = dirname(c.dataDir);
+      const size = await directoryBytes(c.dataDir);
+      const full: InPlaceMode = { mode: 'full', why: '', estimate: `a full restore of ${mb(input.restoreBytes)} (~${minutes(input.restoreBytes / FULL_RESTORE_BPS)})`, originalBytes: size };
+      if (c.restore.reflink === 'off') return { ...full, why: 'restore.reflink is off' };
+      const probe = await supportsReflinks(parent);
+      if (probe.ok) {
+        return { mode: 'reflink-delta', why: probe.why, estimate: `the original is cloned in seconds; restore --delta rewrites only the files that differ from the backup (at most ~${minutes(input.restoreBytes / FULL_RESTORE_BPS)})`, originalBytes: size };
+      }
+      if (c.restore.copyDelta) {
+        const free = freeBytes(parent);
+        if (free > size * 1.1 + input.restoreBytes * 0.1) {
+          return { mode: 'copy-delta', why: `${probe.why}; restore.copyDelta allows a plain copy (${mb(size)}, ${mb(free)} free)`, estimate: `a copy of ${mb(size)} (~${minutes(size / COPY_BPS)}) + restore --delta`, originalBytes: size };
+        }
+        return { ...full, why: `${probe.why}; no room for a plain copy (${mb(size)} needed, ${mb(free)} free)` };
+      }
+      return { ...full, why: `${probe.why}; the original is moved aside and the backup restored in full` };
+    },
+
     /** Stop the cluster with a fast shutdown (fine when it is already stopped), for the run that was approved. */
     async stopCluster(input: { cluster: string; approvedInRun: string }): Promise<{ wasRunning: boolean }> {
       const c = cluster(input.cluster);
@@ -173,13 +218,17 @@ export function inPlaceActivities({ config }: ActivityDeps) {
       cluster: string;
       approvedInRun: string;
       request: Omit<RestoreRequest, 'cluster' | 'dataDir' | 'archiveModeOff' | 'delta'>;
-    }): Promise<RestoreOutcome> {
+      /** From chooseInPlaceMode: seed the restore with a clone of the original (delta), or restore in full. */
+      mode?: RestoreMode;
+    }): Promise<StagedRestoreOutcome & { spaceUsedBytes: number }> {
       const c = cluster(input.cluster);
       const me = requireApprovalOfThisRun(input.approvedInRun, `restore into ${c.dataDir}`);
       const p = inPlacePaths(c.dataDir, runTag(me));
       if (!existsSync(p.aside)) throw ApplicationFailure.nonRetryable(`refusing to restore into ${c.dataDir}: this run has not kept the original at ${p.aside}`, FAILURE.badInput);
       requireOwned(p.aside, me, 'restore beside');
-      return restoreViaStaging(c, me, { ...input.request, cluster: c.name, dataDir: c.dataDir, archiveModeOff: false, delta: false });
+      const freeBefore = freeBytes(dirname(c.dataDir));
+      const out = await restoreViaStaging(c, me, { ...input.request, cluster: c.name, dataDir: c.dataDir, archiveModeOff: false, delta: false }, { from: p.aside, mode: input.mode ?? 'full' });
+      return { ...out, spaceUsedBytes: Math.max(0, freeBefore - freeBytes(dirname(c.dataDir))) };
     },
 
     /**

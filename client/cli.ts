@@ -16,6 +16,7 @@ import { registerDrillCommands } from './drill-cli';
 import { registerScheduleCommands } from './schedules-cli';
 import { registerRestoreCommands } from './restore-cli';
 import { registerDrCommands } from './dr-cli';
+import { registerRunsCommands } from './runs-cli';
 
 const program = new Command();
 program
@@ -171,6 +172,7 @@ registerDrillCommands(program, { config, print });
 registerScheduleCommands(program, { config, print });
 registerRestoreCommands(program, { config, print });
 registerDrCommands(program, { config, print });
+registerRunsCommands(program, { config, print });
 
 /** One error: a line plus a hint for people, `{"error": {…}}` on stdout with --json; the exit code says its kind. */
 function reportError(kind: ErrorKind, message: string, hint?: string, workflowId?: string): void {

@@ -7,7 +7,7 @@ import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@te
 import type { ApprovalStateAnswer } from '../common/approvals';
 import type { ChecklistItem, ChecklistSnapshot } from '../workflows/checklist';
 import { when } from './format';
-import { CliError, rootCause } from './temporal';
+import { CliError, rootCause, within } from './temporal';
 import { askOrWithdrawn, interactive, note } from './terminal';
 
 export { ask, interactive } from './terminal';
@@ -35,12 +35,15 @@ export interface GuideSigners {
  * While a sign-off question is open, watch the item: when someone signs (or skips) it elsewhere — another
  * terminal, Slack, the UI — withdraw the question and say who did it.
  */
-function watchItem(handle: WorkflowHandle, id: string): { signal: AbortSignal; by: () => ChecklistItem | undefined; stop: () => void } {
+function watchItem(handle: WorkflowHandle, id: string, ended: () => boolean): { signal: AbortSignal; by: () => ChecklistItem | undefined; stop: () => void } {
   const ctl = new AbortController();
   let done: ChecklistItem | undefined;
   const timer = setInterval(() => {
-    void handle
-      .query<ChecklistSnapshot[]>('checklist')
+    if (ended()) {
+      ctl.abort(); // the runbook (or the CLI's wait on it) is over: nobody needs the answer
+      return;
+    }
+    void within(handle.query<ChecklistSnapshot[]>('checklist'), 3000)
       .then((lists) => {
         const now = lists.flatMap((l) => l.items).find((i) => i.id === id);
         if (now && now.state !== 'pending' && !ctl.signal.aborted) {
@@ -58,7 +61,7 @@ export async function guide(client: Client, wf: string, me: string, done: () => 
   const shown = new Set<string>();
   while (!done()) {
     try {
-      const lists = await handle.query<ChecklistSnapshot[]>('checklist').catch(() => [] as ChecklistSnapshot[]);
+      const lists = await within(handle.query<ChecklistSnapshot[]>('checklist'), 3000).catch(() => [] as ChecklistSnapshot[]);
       for (const item of lists.flatMap((l) => l.items)) {
         if (item.kind !== 'manual' || item.state !== 'pending' || shown.has(item.id)) continue;
         shown.add(item.id);
@@ -69,7 +72,7 @@ export async function guide(client: Client, wf: string, me: string, done: () => 
             (secondPerson ? `    (someone other than ${me}${others.length ? `: ${others.join(', ')}` : ''})\n` : ''),
         );
         if (!interactive() || done()) continue;
-        const watch = watchItem(handle, item.id);
+        const watch = watchItem(handle, item.id, done);
         try {
           const signer = secondPerson
             ? await askOrWithdrawn(`    Who signs "${item.title}" (not ${me}${others.length ? `; one of ${others.join(', ')}` : ''})? [name, Enter = later] `, { signal: watch.signal })
@@ -79,6 +82,7 @@ export async function guide(client: Client, wf: string, me: string, done: () => 
               ? 'y'
               : signer
             : (await askOrWithdrawn(`    Sign off "${item.title}" as ${me} now? [y/N${item.optional ? '/s=skip' : ''}] `, { signal: watch.signal }))?.toLowerCase();
+          if (a === undefined && done()) break;
           if (a === undefined) {
             const by = watch.by();
             note(`    ✓ "${item.title}" was ${by?.state ?? 'decided'} by ${by?.by ?? 'someone else'}${by?.at ? ` at ${when(by.at)}` : ''}${by?.note ? ` (${by.note})` : ''}; question withdrawn\n`);
@@ -86,6 +90,7 @@ export async function guide(client: Client, wf: string, me: string, done: () => 
           }
           if (a !== 'y' && a !== 'yes' && !(a === 's' && item.optional)) continue;
           const note2 = await askOrWithdrawn(a === 's' ? '    Why skip it: ' : '    Note (optional): ', { signal: watch.signal, ...(a === 's' ? { required: 'a reason is needed to skip an item' } : {}) });
+          if (note2 === undefined && done()) break;
           if (note2 === undefined) {
             const by = watch.by();
             note(`    ✓ "${item.title}" was ${by?.state ?? 'decided'} by ${by?.by ?? 'someone else'} meanwhile; question withdrawn\n`);
@@ -103,7 +108,7 @@ export async function guide(client: Client, wf: string, me: string, done: () => 
           watch.stop();
         }
       }
-      const p = (await handle.query<ApprovalStateAnswer>('approvalState').catch(() => undefined))?.pending;
+      const p = (await within(handle.query<ApprovalStateAnswer>('approvalState'), 3000).catch(() => undefined))?.pending;
       if (p && !shown.has(`approval:${p.approvalId}`)) {
         shown.add(`approval:${p.approvalId}`);
         note(

@@ -18,6 +18,8 @@ import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type Schedul
 import type { Duration, Workflow } from '@temporalio/common';
 import { createHash } from 'node:crypto';
 import type { ClusterConfig, LoadedConfig, ScheduleSpecConfig } from '../common/config';
+import { runIdentity, startSearchAttributes } from '../common/search-attributes';
+import { pgdrSearchAttributesRegistered } from './search-attributes';
 
 export const SCHEDULE_KINDS = ['full', 'diff', 'incr', 'expire', 'drill', 'freshness', 'archiveHealth', 'fullSiteDrill'] as const;
 export type ScheduleKind = (typeof SCHEDULE_KINDS)[number];
@@ -77,7 +79,8 @@ export function specText(s: Exclude<ScheduleSpecConfig, false>): string {
 }
 
 /** Every schedule the config asks for, fully built. */
-export function desiredSchedules(config: LoadedConfig): DesiredSchedule[] {
+export function desiredSchedules(config: LoadedConfig, opts: { searchAttributes?: boolean } = {}): DesiredSchedule[] {
+  const withAttributes = opts.searchAttributes ?? true;
   const out: DesiredSchedule[] = [];
   for (const c of config.clusters) {
     for (const kind of SCHEDULE_KINDS) {
@@ -93,7 +96,9 @@ export function desiredSchedules(config: LoadedConfig): DesiredSchedule[] {
       const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: (s.catchupWindow ?? a.catchupWindow) as Duration, pauseOnFailure: false as const };
       const input = a.input(c.name, c);
       const summary = `Scheduled ${a.describe} of cluster ${c.name}`;
-      const base = { workflowType: a.workflowType, input, taskQueue: config.temporal.taskQueue, spec, policies, summary };
+      // Found with the runbooks it starts (PgdrCluster, PgdrRunbook…), when the namespace has the attributes.
+      const identity = withAttributes ? runIdentity(a.workflowType, input, () => c.host) : undefined;
+      const base = { workflowType: a.workflowType, input, taskQueue: config.temporal.taskQueue, spec, policies, summary, identity };
       const fingerprint = createHash('sha256').update(JSON.stringify(base)).digest('hex').slice(0, 16);
       const action: ScheduleOptionsStartWorkflowAction<Workflow> = {
         type: 'startWorkflow',
@@ -105,6 +110,7 @@ export function desiredSchedules(config: LoadedConfig): DesiredSchedule[] {
         staticSummary: summary,
         staticDetails: `Started by schedule \`${id}\` (${specText(s)}).\n\n\`\`\`json\n${JSON.stringify(input, null, 2)}\n\`\`\``,
         memo: { pgdrSchedule: id, pgdrFingerprint: fingerprint },
+        ...(identity ? { typedSearchAttributes: startSearchAttributes(identity) } : {}),
       };
       out.push({
         scheduleId: id,
@@ -151,7 +157,8 @@ export async function ownedScheduleIds(client: Client, config: LoadedConfig): Pr
 /** Create, update and delete schedules so that the server matches the config. */
 export async function applySchedules(client: Client, config: LoadedConfig, opts: { dryRun?: boolean } = {}): Promise<ApplyReport> {
   const report: ApplyReport = { created: [], updated: [], unchanged: [], deleted: [], conflicts: [], errors: [] };
-  const desired = desiredSchedules(config);
+  // Schedule actions carry pgdr's search attributes only where the namespace has them (else the server refuses).
+  const desired = desiredSchedules(config, { searchAttributes: await pgdrSearchAttributesRegistered(client, config.temporal.namespace) });
   for (const d of desired) {
     const handle = client.schedule.getHandle(d.scheduleId);
     try {
@@ -279,11 +286,36 @@ export async function resumeSchedule(client: Client, config: LoadedConfig, ref: 
   return h.scheduleId;
 }
 
-/** Run a schedule's action now (overlap policy of the schedule: SKIP when one is already running). */
-export async function triggerSchedule(client: Client, config: LoadedConfig, ref: string): Promise<string> {
+export interface TriggeredRun {
+  scheduleId: string;
+  /** The run the trigger started. */
+  workflowId?: string;
+  /** Nothing started: the schedule's overlap policy skips while this run still runs. */
+  skippedFor?: string;
+}
+
+/** Run a schedule's action now (overlap policy of the schedule: SKIP when one is already running), and name the run. */
+export async function triggerScheduleRun(client: Client, config: LoadedConfig, ref: string): Promise<TriggeredRun> {
   const h = await ownedHandle(client, config, ref);
+  const seen = new Set((await h.describe()).info.recentActions.map((a) => a.action.workflow.workflowId));
   await h.trigger();
-  return h.scheduleId;
+  // The schedule starts the run asynchronously: it shows among the recent actions within a moment.
+  for (let i = 0; i < 25; i++) {
+    const desc = await h.describe();
+    const started = desc.info.recentActions.map((a) => a.action.workflow.workflowId).find((id) => !seen.has(id));
+    if (started) return { scheduleId: h.scheduleId, workflowId: started };
+    if (i >= 5 && desc.info.runningActions.length) return { scheduleId: h.scheduleId, skippedFor: desc.info.runningActions[0].workflow.workflowId };
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { scheduleId: h.scheduleId };
+}
+
+/** `pgdr schedules trigger`: the schedule id and what the trigger started (or why nothing). */
+export async function triggerSchedule(client: Client, config: LoadedConfig, ref: string): Promise<string> {
+  const r = await triggerScheduleRun(client, config, ref);
+  if (r.workflowId) return `${r.scheduleId} (started workflow ${r.workflowId}; \`pgdr watch ${r.workflowId}\`)`;
+  if (r.skippedFor) return `${r.scheduleId} (nothing started: ${r.skippedFor} still runs and the schedule skips overlaps)`;
+  return r.scheduleId;
 }
 
 export function formatApplyReport(r: ApplyReport, dryRun = false): string {

@@ -2,7 +2,9 @@
  * Starting runbooks from the CLI: connect, start with a summary the Temporal UI shows, follow the steps
  * while the runbook runs, and turn failures into one clear line.
  */
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { Client, Connection, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { runIdentity, startSearchAttributes } from '../common/search-attributes';
+import { isUnregisteredSearchAttributeError } from './search-attributes';
 import type { LoadedConfig } from '../common/config';
 import type { RunbookState } from '../workflows/runbook';
 import { times } from './format';
@@ -91,6 +93,12 @@ export interface StartOptions {
   destructive?: boolean;
 }
 
+/** `p`, or a rejection after `ms`: a query to a server that went away must not hang the CLI. */
+export function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
 /** The innermost message of a failure chain. */
 export function rootCause(err: unknown): string {
   let e = err as { cause?: unknown; message?: string } | undefined;
@@ -98,15 +106,38 @@ export function rootCause(err: unknown): string {
   return e?.message ?? String(err);
 }
 
-export async function runWorkflow<T>(client: Client, config: LoadedConfig, o: StartOptions): Promise<T> {
-  const handle = await client.workflow.start(o.workflowType, {
+/** Namespaces (by client) found without pgdr's search attributes: later starts skip them without asking again. */
+const withoutSearchAttributes = new WeakSet<Client>();
+
+/**
+ * Start a runbook with its summary, details and search attributes (PgdrRunbook, PgdrCluster, PgdrHost,
+ * PgdrDestructive, PgdrOutcome=running). A namespace without pgdr's attributes refuses such a start: the run
+ * is started without them (it still runs; it is only harder to find) and the CLI says how to fix it.
+ */
+export async function startRunbook(client: Client, config: LoadedConfig, o: StartOptions): Promise<WorkflowHandle> {
+  const identity = runIdentity(o.workflowType, o.input, (name) => config.clusters.find((c) => c.name === name)?.host);
+  const options = {
     taskQueue: config.temporal.taskQueue,
     workflowId: o.id,
     args: [o.input],
     ...(o.destructive ? { workflowIdReusePolicy: 'REJECT_DUPLICATE' as const } : {}),
     staticSummary: o.summary,
     staticDetails: o.details ?? ['```json', JSON.stringify(o.input, null, 2), '```'].join('\n'),
-  });
+  };
+  if (!withoutSearchAttributes.has(client)) {
+    try {
+      return await client.workflow.start(o.workflowType, { ...options, typedSearchAttributes: startSearchAttributes(identity) });
+    } catch (err) {
+      if (!isUnregisteredSearchAttributeError(err)) throw err;
+      withoutSearchAttributes.add(client);
+      note(`pgdr: namespace ${config.temporal.namespace} lacks pgdr's search attributes; started without them (run \`pgdr search-attributes apply\` so that runs can be found by cluster)\n`);
+    }
+  }
+  return client.workflow.start(o.workflowType, options);
+}
+
+export async function runWorkflow<T>(client: Client, config: LoadedConfig, o: StartOptions): Promise<T> {
+  const handle = await startRunbook(client, config, o);
   const url = `${config.temporal.uiUrl.replace(/\/$/, '')}/namespaces/${config.temporal.namespace}/workflows/${encodeURIComponent(o.id)}`;
   if (o.follow) note(`${o.summary}\n  workflow ${o.id}\n  ${url}\n`);
   let stop = false;
@@ -125,7 +156,7 @@ export async function runWorkflow<T>(client: Client, config: LoadedConfig, o: St
 }
 
 /** Poll the runbook's `steps` query and print each step once when it ends (and once when it starts). */
-async function followSteps(read: () => Promise<RunbookState>, done: () => boolean): Promise<void> {
+export async function followSteps(read: () => Promise<RunbookState>, done: () => boolean): Promise<void> {
   const printed = new Map<number, string>();
   const icon: Record<string, string> = { running: '…', done: '✓', failed: '✗', skipped: '–' };
   const show = (state: RunbookState) => {
@@ -141,9 +172,7 @@ async function followSteps(read: () => Promise<RunbookState>, done: () => boolea
   for (;;) {
     const finished = done();
     try {
-      let timer: NodeJS.Timeout | undefined;
-      const state = await Promise.race([read(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer')), 3000)))]).finally(() => clearTimeout(timer));
-      show(state);
+      show(await within(read(), 3000));
     } catch {
       /* query not answerable yet, or the workflow is gone */
     }

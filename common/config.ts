@@ -167,6 +167,13 @@ export const clusterSchema = z
         postChecklist: checklistOverridesSchema.default({}),
         /** Expected minimum row counts per table for the post-restore check. */
         expectTables: z.record(z.string(), z.number().int().min(0)).default({}),
+        /**
+         * In-place restores on a filesystem that clones files (XFS reflink=1, btrfs): restore --delta onto a
+         * reflink clone of the original (minutes instead of hours). 'off': always a full restore.
+         */
+        reflink: z.enum(['auto', 'off']).default('auto'),
+        /** Without reflinks: a plain copy of the original + restore --delta, when there is room for the copy. */
+        copyDelta: z.boolean().default(false),
         /** How long an in-place restore waits for the pre-restore / post-restore sign-offs. */
         preChecklistTimeout: durationSchema.default('24h'),
         postChecklistTimeout: durationSchema.default('2h'),

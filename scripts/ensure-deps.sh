@@ -15,6 +15,7 @@ need=()
 command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
 if [ "${1:-}" = "--test" ]; then
   command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+  command -v mkfs.xfs >/dev/null 2>&1 || need+=(xfsprogs)   # a reflink-capable filesystem for the fast in-place restore tests
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

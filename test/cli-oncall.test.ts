@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,6 +17,7 @@ import { localCluster } from '../worker/local-cluster';
 import { freePort, sql, waitFor } from './helpers/harness';
 
 const root = mkdtempSync(join(tmpdir(), 'pgdr-oncall-'));
+chmodSync(root, 0o755); // the postgres OS user goes through it
 const stateDir = join(root, 'state');
 const ports = { temporal: 0, ui: 0, pg: 0, metrics: 0 };
 const env = () => ({
@@ -278,7 +279,7 @@ describe('on-call paths (issue 13)', () => {
     const devPid = Number(readFileSync(join(stateDir, 'dev.pid'), 'utf8'));
     process.kill(devPid, 'SIGKILL');
     await killed.exited;
-    assert.ok(ourProcesses().some((l) => l.includes('start-dev')), 'Temporal left behind');
+    assert.ok(ourProcesses().some((l) => l.includes('start-dev')), `Temporal left behind: ${ourProcesses().join('\n')}\n${killed.out.slice(-1500)}\n${readFileSync(join(stateDir, 'dev.log'), 'utf8').slice(-1500)}`);
     const next = new Terminal(`exec node ${quote(join(PROJECT_ROOT, 'bin', 'pgdr'))} dev`);
     await next.waitFor(/Ctrl-C stops everything/);
     assert.match(next.out, /an earlier run left its Temporal dev server running \(pid \d+\); stopping it/);

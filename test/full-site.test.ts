@@ -304,7 +304,7 @@ before(async () => {
             { index: 1, name: 'local', cipherPassFile: passFile },
             { index: 2, name: 'offsite' },
           ],
-          restore: { expectTables: { orders: 1 } },
+          restore: { expectTables: { orders: 1 }, copyDelta: true },
           applications: [{ id: 'api-health', title: 'The API answers /healthz', url: `http://127.0.0.1:${appPort}/healthz` }],
           fullSite: { scratchDir: scratchRoot, dnsSwitchCommand: ['sh', '-c', `echo "$PGDR_CLUSTER $PGDR_TARGET_HOST $PGDR_PORT" > ${dnsFile}`] },
         },
@@ -518,5 +518,28 @@ describe('full-site recovery', () => {
     assert.ok(!out.failure!.details!.steps.some((s) => s.name.startsWith('Restore')), 'no restore step ran');
     assert.deepEqual(await tags(newTarget), before);
     assert.deepEqual(readdirSync(newTarget.dataDir).sort(), entries);
+  });
+
+  test('a stale copy of the cluster in the target directory (a former standby) is kept aside and seeds a delta restore', async () => {
+    // The new host's cluster stops: what is left in its data directory is a stale copy of "main".
+    await switchWalAndWaitArchived(newTarget).catch(() => undefined);
+    await stopServer(newTarget);
+    writeFileSync(join(newTarget.dataDir, 'pgdr-test-stale'), 'the stale copy\n');
+    const id = `dr-stale-${Date.now()}`;
+    const out = await drive(await start({ cluster: 'main', targetHost: 'new', repo: 2, reason: 'rebuild over the old standby', requestedBy: 'oncall' }, id), {
+      approvers: ['alice', 'carol'],
+      signer: 'dave',
+      onPause: async (p) => {
+        throw new Error(`unexpected pause at ${p.step}: ${p.error}`);
+      },
+    });
+    assert.ok(out.result, out.failure?.message);
+    const kept = readdirSync(newDir).filter((n) => n.startsWith('data.stale-'));
+    assert.equal(kept.length, 1, `the stale copy is kept aside: ${readdirSync(newDir).join(', ')}`);
+    assert.ok(existsSync(join(newDir, kept[0], 'pgdr-test-stale')), 'it is the stale copy itself, untouched');
+    assert.match(readFileSync(join(newDir, kept[0], '.pgdr-owner.json'), 'utf8'), /stale copy, kept aside/);
+    assert.ok(!existsSync(join(newTarget.dataDir, 'pgdr-test-stale')), 'the restored directory is not the stale copy');
+    assert.match(out.result!.report.markdown, /stale copy .* kept at .*data\.stale-.*delta restore onto a copy of it/s);
+    assert.ok((await tags(newTarget)).length > 0, 'the restored cluster answers with its rows');
   });
 });

@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -21,7 +21,7 @@ import type { RestoreInPlaceResult } from '../workflows/restore-in-place';
 import type { Pause } from '../workflows/pause';
 import type { LocalCluster } from '../worker/local-cluster';
 import { Harness, sql, startWorkerProcess, stopWorkerProcess, switchWalAndWaitArchived, waitFor } from './helpers/harness';
-import { assertNothingLost, besides, Matrix, outcome, plant, StopPoints, strays, whereIs } from './helpers/invariants';
+import { assertNothingLost, besides, Matrix, outcome, plant, StopPoints, strays, whereIs, CRASH_TEST_WORKER, crashableWorker } from './helpers/invariants';
 import { signOffWhenAsked, voteWhenAsked } from './helpers/people';
 
 const h = new Harness('safety-in-place');
@@ -96,13 +96,11 @@ async function assertRolledBack(a: { name: string }, failure: string | undefined
 before(async () => {
   await h.startTemporal({ persistent: true });
   main = await h.addCluster({ name: 'main' });
-  const hookDir = join(h.root, 'hooks');
-  mkdirSync(hookDir);
-  chmodSync(hookDir, 0o777);
-  points = new StopPoints(hookDir);
+  ({ points, env } = await crashableWorker(h));
+  const hookDir = points.dir;
   h.writeConfig(
     {
-      worker: { metricsPort: 0, heartbeatTimeout: '3s', stickyQueueTimeout: '2s' },
+      worker: CRASH_TEST_WORKER,
       approvals: { restoreInPlace: { approvers: ['alice', 'bob', 'carol'], required: 1, expiresIn: '30m' }, cleanup: { approvers: ['alice', 'bob'] } },
     },
     {
@@ -118,7 +116,6 @@ before(async () => {
       },
     },
   );
-  env = { PGDR_HOOK_DIR: hookDir, PGDR_PGBACKREST_BIN: join(__dirname, '../../test/helpers/pgbackrest-hook.sh'), PGDR_WORKFLOW_BUNDLE: await h.workflowBundleFile() };
   worker = await startWorkerProcess(h.configFile, env);
   await h.execute('setupStanza', { cluster: 'main' });
   await sql(main, 'CREATE DATABASE app');
@@ -237,6 +234,29 @@ describe('cancel before the point of no return: rolled back on its own, nothing 
       const o = await outcome<RestoreInPlaceResult>(handle);
       await assertRolledBack(a, o.failure, /was cancelled — ROLLED BACK: the original is back/);
       return 'the rollback resumed after a restart';
+    }));
+});
+
+describe('a rollback that fails pauses for a person; the original stays kept', () => {
+  test('cancel, then the rollback fails: paused; retried after the fix', () =>
+    matrix.cell('restoreInPlace', 'cancel+rollback fails', 'rollBackInPlace:before-put-back', async () => {
+      const a = await accident('rollfail');
+      points.hold('startClusterAndWait');
+      points.fail('rollBackInPlace:before-put-back');
+      const handle = await start(a);
+      await people(handle);
+      await points.reached('startClusterAndWait');
+      await handle.cancel();
+      const p = await waitFor('the rollback pause', async () => (await handle.query<Pause | null>('pause').catch(() => null)) ?? undefined, 120_000);
+      assert.equal(p.step, 'Roll back');
+      assert.deepEqual(p.choices, ['retry', 'abort']);
+      assert.deepEqual(whereIs(main, a.name).length, 1, 'the original is in one place while it waits');
+      assert.match(whereIs(main, a.name)[0], /\.pre-restore-/, 'kept aside under this run\'s name');
+      points.release();
+      await handle.executeUpdate('retry', { args: [{ by: 'bob', note: 'disk fixed' }] });
+      const o = await outcome<RestoreInPlaceResult>(handle);
+      await assertRolledBack(a, o.failure, /was cancelled — ROLLED BACK: the original is back/);
+      return 'paused; retried by bob; rolled back';
     }));
 });
 

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -16,7 +16,7 @@ import { serverState } from '../activities/postgres';
 import type { ChecklistSnapshot } from '../workflows/checklist';
 import type { LocalCluster } from '../worker/local-cluster';
 import { Harness, pgbackrestJson, sql, startWorkerProcess, stopWorkerProcess, waitFor } from './helpers/harness';
-import { Matrix, outcome, StopPoints, strays } from './helpers/invariants';
+import { Matrix, outcome, StopPoints, strays, CRASH_TEST_WORKER, crashableWorker } from './helpers/invariants';
 
 const h = new Harness('safety-runbooks');
 const matrix = new Matrix();
@@ -63,15 +63,11 @@ async function signAll(handle: WorkflowHandle, until: Promise<unknown>): Promise
 before(async () => {
   await h.startTemporal();
   main = await h.addCluster({ name: 'main' });
-  const hookDir = join(h.root, 'hooks');
-  mkdirSync(hookDir);
-  chmodSync(hookDir, 0o777);
-  points = new StopPoints(hookDir);
+  ({ points, env } = await crashableWorker(h));
   h.writeConfig(
-    { worker: { metricsPort: 0, heartbeatTimeout: '3s', stickyQueueTimeout: '2s' }, approvals: { fullSiteRecovery: { approvers: ['dave'] } } },
+    { worker: CRASH_TEST_WORKER, approvals: { fullSiteRecovery: { approvers: ['dave'] } } },
     { main: { backup: { processMax: 1 }, restore: { newClusterDir: restoredRoot() }, drill: { scratchDir: scratchRoot() } } },
   );
-  env = { PGDR_HOOK_DIR: hookDir, PGDR_PGBACKREST_BIN: join(__dirname, '../../test/helpers/pgbackrest-hook.sh'), PGDR_WORKFLOW_BUNDLE: await h.workflowBundleFile() };
   worker = await startWorkerProcess(h.configFile, env);
   await h.execute('setupStanza', { cluster: 'main' });
   await sql(main, 'CREATE DATABASE app');

@@ -6,6 +6,7 @@ import { Connection } from '@temporalio/client';
 import { execa, type ResultPromise } from 'execa';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
+import { devServerSearchAttributeArgs } from '../common/search-attributes';
 
 export interface DevServerOptions {
   bin: string;
@@ -53,6 +54,8 @@ export async function startTemporalDevServer(o: DevServerOptions): Promise<DevSe
     o.namespace ?? 'default',
     '--log-level',
     'warn',
+    // pgdr's search attributes (PgdrCluster, PgdrRunbook, …): runs can be found at once.
+    ...devServerSearchAttributeArgs(),
     ...(o.extraArgs ?? []),
   ];
   const child: ResultPromise = execa(o.bin, args, { detached: true, stdout: { file: o.logFile, append: true }, stderr: { file: o.logFile, append: true }, stdin: 'ignore', reject: false });

@@ -11,6 +11,12 @@ import { hostTaskQueue } from '../common/types';
 import { livenessInterceptor } from './liveness';
 import { startObservability } from './observability';
 
+/**
+ * Workflow interceptor modules bundled with the runbooks (PgdrOutcome when a run ends). A pre-built
+ * `workflowBundle` must be built with them too: `bundleWorkflowCode({ workflowInterceptorModules })`.
+ */
+export const WORKFLOW_INTERCEPTOR_MODULES = [require.resolve('../workflows/search-attributes')];
+
 export interface WorkerSetOptions {
   config: LoadedConfig;
   /** Hosts this process owns; default: every host named in the config. */
@@ -69,7 +75,9 @@ export async function createWorkerSet(opts: WorkerSetOptions): Promise<WorkerSet
         activities,
         maxCachedWorkflows: config.worker.maxCachedWorkflows,
         stickyQueueScheduleToStartTimeout: config.worker.stickyQueueTimeout as never,
-        ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
+        ...(opts.workflowBundle
+          ? { workflowBundle: opts.workflowBundle }
+          : { workflowsPath: require.resolve('../workflows'), interceptors: { ...common.interceptors, workflowModules: WORKFLOW_INTERCEPTOR_MODULES } }),
       }),
     );
   }

@@ -1,7 +1,7 @@
 /**
- * Runbook: close the gap between "now" and the last archived WAL (`pgdr restore --switch-wal`): switch WAL on
- * the running cluster and wait until that segment is archived, so that a target seconds ago lies inside the
- * recoverable window.
+ * Runbook: close the gap between "now" and the last archived WAL (`pgdr restore --switch-wal`): commit a
+ * transaction and switch WAL on the running cluster, and wait until that segment is archived, so that a
+ * target seconds ago lies inside the recoverable window and recovery finds a commit after it.
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
@@ -22,7 +22,8 @@ export async function closeWalGap(input: { cluster: string; timeoutSeconds?: num
     heartbeatTimeout: '20s',
     retry: { maximumAttempts: 2, nonRetryableErrorTypes: NON_RETRYABLE },
   });
-  const { walFile } = await rb.step('SELECT pg_switch_wal()', () => acts.switchWal({ cluster: input.cluster }));
+  // A commit record after the target first: recovery to a time stops only at one (activities/wal-gap.ts).
+  const { walFile } = await rb.step('Commit a transaction and switch WAL', () => acts.commitAndSwitchWal({ cluster: input.cluster }));
   const { lastArchivedWal } = await rb.step(`Wait until WAL ${walFile} is archived`, () =>
     acts.waitForWalArchived({ cluster: input.cluster, walFile, timeoutSeconds: input.timeoutSeconds ?? 120 }),
   );

@@ -396,17 +396,22 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
     noteLast(resolved.description);
     rb.section('target', () => `Restoring **${resolved!.description}** onto ${req.targetHost}${drill ? ' (drill: scratch folder)' : ` into ${p.dataDir}`}`);
     await autoItem(checks, 'data-directory', drill ? 'Check the scratch location' : `Check that ${p.dataDir} is empty or absent`, () =>
-      target.quick.checkTargetLocation({ cluster: req.cluster, run, drill, scratch, needBytes: resolved!.set.size }),
+      target.quick.checkTargetLocation({ cluster: req.cluster, run, drill, scratch, needBytes: resolved!.set.size, repo }),
     );
 
     // 4. Restore, start, wait until promoted, check.
     restoreTouched = true;
     const request = restoreRequestFor(req.cluster, resolved);
-    await guarded(`Restore ${resolved.description}`, () =>
+    const restoredOut = await guarded(`Restore ${resolved.description}`, () =>
       long.restoreOnTarget.executeWithOptions({ summary: `pgbackrest restore ${resolved!.description} on ${req.targetHost}` }, [
         { cluster: req.cluster, run, drill, scratch, request: { set: request.set, repo: request.repo, target: request.target } },
       ]),
     );
+    if (restoredOut.keptStaleAt) {
+      const how = restoredOut.mode === 'reflink-delta' ? 'a delta restore onto a reflink clone of it' : restoredOut.mode === 'copy-delta' ? 'a delta restore onto a copy of it' : 'a full restore';
+      notes.push(`The stale copy found in the target directory is kept at ${restoredOut.keptStaleAt} on ${req.targetHost} (never deleted); the restore was ${how}${restoredOut.fallback ? ` (${restoredOut.fallback})` : ''}, ${formatDuration(restoredOut.durationMs)}.`);
+      noteLast(notes[notes.length - 1]);
+    }
     reached = await guarded(`Start PostgreSQL on ${req.targetHost} and wait until it is promoted`, () =>
       long.startOnTarget({ cluster: req.cluster, drill, scratch }),
     );

@@ -8,7 +8,8 @@
  * 3. Safety net when the cluster runs (config: restore.safetyBackup): an incr backup and a restore point
  *    named after this run, so the state before the restore is itself recoverable.
  * 4. Stop PostgreSQL (fast); move the data directory aside to <data>.pre-restore-<run> (never deleted).
- * 5. `pgbackrest restore` into this run's staging folder, renamed into the data directory; start; wait
+ * 5. `pgbackrest restore` into this run's staging folder — on a filesystem that clones files, `--delta` onto a
+ *    reflink clone of the original (minutes instead of hours) — renamed into the data directory; start; wait
  *    until recovery ends and it is promoted and answers. Any failure or cancellation up to here rolls back
  *    on its own: the failed restore is kept as <data>.failed-restore-<run>, the original goes back.
  * 6. POINT OF NO RETURN: the restored cluster is promoted and answers. From here on nothing is undone
@@ -50,6 +51,8 @@ export interface RestoreInPlaceResult {
   /** Where the original data directory is kept. */
   keptOriginalAt: string;
   safetyBackup?: { label: string; restorePoint: string };
+  /** How the restore ran (planned vs. actual mode, why, the estimate shown to the approver, measured time and space). */
+  restore: { planned: string; mode: string; why: string; expected: string; durationMs: number; cloneMs?: number; spaceUsedBytes: number };
   recovery: RecoveryReport;
   checklists: ChecklistSnapshot[];
   approvals: ReturnType<typeof approvalAudit>;
@@ -58,6 +61,11 @@ export interface RestoreInPlaceResult {
   /** Things to fix after a successful restore (e.g. WAL archiving on the new timeline, checks kept failing). */
   warnings: string[];
   durationMs: number;
+}
+
+/** The restore mode in words, for the approval request and the steps. */
+function modeText(mode: string): string {
+  return mode === 'reflink-delta' ? 'delta restore onto a reflink clone of the original' : mode === 'copy-delta' ? 'delta restore onto a copy of the original' : 'full restore';
 }
 
 export async function restoreInPlace(input: RestoreInPlaceInput): Promise<RestoreInPlaceResult> {
@@ -86,7 +94,8 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
     return r.target;
   });
   const layout = await rb.step('Check the data directory and the names this run will use', () => host.quick.inPlaceLayout({ cluster: req.cluster }));
-  rb.section('target', () => `Restoring **${target.description}** IN PLACE; the current data directory is kept at \`${layout.aside}\``);
+  const plan = await rb.step('Choose how to restore (delta onto a reflink clone, or in full)', () => host.quick.chooseInPlaceMode({ cluster: req.cluster, restoreBytes: target.set.size }));
+  rb.section('target', () => `Restoring **${target.description}** IN PLACE (${modeText(plan.mode)}: ${plan.estimate}); the current data directory is kept at \`${layout.aside}\``);
 
   // 2. Pre-restore checklist, then the approval gate.
   const pre = new Checklist('Pre-restore checklist', preRestoreItems(settings, 'in-place'), { kind: 'restoreInPlace', requestedBy: req.requestedBy }).watch(() => rb.render());
@@ -121,10 +130,12 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
 
   const approvalRequest: ApprovalRequest = {
     kind: 'restoreInPlace',
-    action: `Restore cluster ${req.cluster} IN PLACE to ${target.description} — the current data directory will be moved aside to ${layout.aside}`,
+    action: `Restore cluster ${req.cluster} IN PLACE to ${target.description} — the current data directory will be moved aside to ${layout.aside}; ${modeText(plan.mode)}, ${plan.estimate}`,
     details: {
       cluster: req.cluster,
-      mode: 'in place',
+      mode: `in place, ${modeText(plan.mode)}`,
+      why: plan.why,
+      expected: plan.estimate,
       target: target.description,
       backupSet: target.set.label,
       dataDirectory: layout.dataDir,
@@ -154,23 +165,48 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
     rb.skip('Safety net backup', state.running ? 'turned off in the config (restore.safetyBackup)' : 'the cluster is not running');
   }
 
+  const pauses = new Pauses({
+    rb,
+    subject: `in-place restore of ${req.cluster}`,
+    cluster: req.cluster,
+    kind: 'restoreInPlace',
+    requestedBy: req.requestedBy,
+    cli: (c) => `pgdr decide ${wf} ${c === 'rollBack' ? 'roll-back' : c} --as <you> --note "…"`,
+  });
+
   // 4.–5. Stop, move aside, restore, start. Until the restored cluster is promoted, any failure rolls back.
   let recovery: RecoveryReport;
+  let restored: RestoreInPlaceResult['restore'] | undefined;
   try {
     await rb.step('Stop PostgreSQL (fast shutdown)', () => host.long.stopCluster({ cluster: req.cluster, approvedInRun: grantedInRun }));
     await rb.step(`Move the data directory aside to ${layout.aside}`, () => host.long.moveDataDirAside({ cluster: req.cluster, approvedInRun: grantedInRun }));
-    await rb.step(`Restore ${target.description}`, () =>
-      host.long.restoreIntoDataDir.executeWithOptions({ summary: `pgbackrest restore ${target.description} → ${layout.dataDir}` }, [
-        { cluster: req.cluster, approvedInRun: grantedInRun, request: restoreRequestFor(req.cluster, target) },
+    const out = await rb.step(`Restore ${target.description} (${modeText(plan.mode)})`, () =>
+      host.long.restoreIntoDataDir.executeWithOptions({ summary: `pgbackrest restore ${plan.mode === 'full' ? '' : '--delta '}${target.description} → ${layout.dataDir}` }, [
+        { cluster: req.cluster, approvedInRun: grantedInRun, request: restoreRequestFor(req.cluster, target), mode: plan.mode },
       ]),
     );
+    restored = { planned: plan.mode, mode: out.mode, why: out.fallback ?? plan.why, expected: plan.estimate, durationMs: out.durationMs, cloneMs: out.cloneMs, spaceUsedBytes: out.spaceUsedBytes };
+    if (out.fallback) warnings.push(`planned ${modeText(plan.mode)}, ran a full restore: ${out.fallback}`);
     recovery = await rb.step('Start PostgreSQL and wait until recovery ends and it is promoted', () => host.long.startClusterAndWait({ cluster: req.cluster }));
   } catch (err) {
     // Also when the run is cancelled, and after a crash (the workflow resumes here).
     const original = isCancellation(err) ? 'was cancelled' : `failed: ${err instanceof Error ? rootMessage(err) : String(err)}`;
-    const rollback = await CancellationScope.nonCancellable(() =>
-      rb.step('Roll back: put the original data directory back and start it', () => host.long.rollBackInPlace({ cluster: req.cluster })),
-    );
+    const rollback = await CancellationScope.nonCancellable(async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await rb.step('Roll back: put the original data directory back and start it', () => host.long.rollBackInPlace({ cluster: req.cluster }));
+        } catch (failed) {
+          // The original is kept aside under this run's name whatever happened: a person takes it from here.
+          const d = await pauses.pause('Roll back', failed, attempt, ['retry', 'abort'], settings.pauseTimeout as Duration);
+          if (d.choice !== 'retry') {
+            throw ApplicationFailure.nonRetryable(
+              `in-place restore of ${req.cluster} ${original}; the ROLLBACK FAILED (${rootMessage(failed as Error)}) and was ${d.choice === 'abort' ? `abandoned by ${d.by}` : 'not retried in time'}: the original data directory is kept at ${layout.aside} — put it back by hand`,
+              'RollbackFailed',
+            );
+          }
+        }
+      }
+    });
     throw ApplicationFailure.nonRetryable(
       `in-place restore of ${req.cluster} ${original} — ROLLED BACK: ${rollback.note}, and it answers.`,
       'RestoreRolledBack',
@@ -179,14 +215,6 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
 
   // 6. POINT OF NO RETURN: promoted and answering. Nothing below undoes the restore without a person.
   rb.section('point-of-no-return', () => `**Point of no return passed**: ${req.cluster} is restored, promoted and answers (timeline ${recovery.timeline ?? '?'}). Only a person can roll it back.`);
-  const pauses = new Pauses({
-    rb,
-    subject: `in-place restore of ${req.cluster} (restored and promoted)`,
-    cluster: req.cluster,
-    kind: 'restoreInPlace',
-    requestedBy: req.requestedBy,
-    cli: (c) => `pgdr decide ${wf} ${c === 'rollBack' ? 'roll-back' : c} --as <you> --note "…"`,
-  });
   const post = new Checklist('Post-restore checklist', postRestoreItems(settings, 'in-place'), { kind: 'restoreInPlace', requestedBy: req.requestedBy }).watch(() => rb.render());
   let rolledBack: string | undefined;
   const afterPromotion = async (): Promise<void> => {
@@ -197,7 +225,7 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
           cluster: req.cluster,
           list: post,
           timeout: settings.postChecklistTimeout,
-          report: () => ({ kind: 'restore-in-place', cluster: req.cluster, run, target: target.description, set: target.set.label, keptOriginalAt: layout.aside, requestedBy: req.requestedBy, reason: req.reason, approvals: approvalAudit(), recovery }),
+          report: () => ({ kind: 'restore-in-place', cluster: req.cluster, run, target: target.description, set: target.set.label, keptOriginalAt: layout.aside, requestedBy: req.requestedBy, reason: req.reason, approvals: approvalAudit(), restore: restored, recovery }),
         });
         const open = post.items.filter((i) => i.state === 'failed' || (i.kind === 'manual' && i.state === 'pending'));
         if (!open.length) return;
@@ -255,6 +283,7 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
       set: target.set.label,
       keptOriginalAt: layout.aside,
       safetyBackup,
+      restore: restored!,
       recovery,
       checklists: [pre.snapshot(), post.snapshot()],
       approvals: approvalAudit(),

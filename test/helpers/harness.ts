@@ -16,7 +16,8 @@ import { loadConfig, type LoadedConfig } from '../../common/config';
 import { temporalBinary } from '../../common/paths';
 import { configYaml, initLocalCluster, localCluster, startLocalCluster, stopLocalCluster, type LocalCluster, type LocalClusterSpec } from '../../worker/local-cluster';
 import { startTemporalDevServer, type DevServer, type DevServerOptions } from '../../worker/temporal-dev-server';
-import { createWorkerSet, installRuntime, type WorkerSet } from '../../worker/worker';
+import { createWorkerSet, installRuntime, WORKFLOW_INTERCEPTOR_MODULES, type WorkerSet } from '../../worker/worker';
+import { devServerSearchAttributeArgs } from '../../common/search-attributes';
 
 /** A TCP port nobody listens on right now. */
 export const freePort = pickFreePort;
@@ -24,7 +25,7 @@ export const freePort = pickFreePort;
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 /** The workflow bundle, built once per test file. */
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES, logger: quietLogger });
   return bundle;
 }
 
@@ -68,7 +69,7 @@ export class Harness {
         executable: { type: 'existing-path', path: temporalBinary() },
         ip: '127.0.0.1',
         ui: false,
-        extraArgs: ['--log-level', 'error'],
+        extraArgs: ['--log-level', 'error', ...devServerSearchAttributeArgs()],
       },
     });
   }

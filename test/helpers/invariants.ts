@@ -4,12 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { MARKER_FILE, type Marker } from '../../activities/owned-dirs';
 import { run } from '../../activities/process';
 import type { LocalCluster } from '../../worker/local-cluster';
-import { waitFor } from './harness';
+import { waitFor, type Harness } from './harness';
 
 /** Stop points: hold a named point (activities/stop-points.ts, pgbackrest-hook.sh) until released. */
 export class StopPoints {
@@ -22,8 +22,27 @@ export class StopPoints {
     await waitFor(`stop point ${name}`, async () => existsSync(join(this.dir, `${name}.reached`)), timeoutMs, 50);
   }
   release(name?: string): void {
-    for (const f of readdirSync(this.dir)) if (f.endsWith('.hold') && (!name || f === `${name}.hold`)) rmSync(join(this.dir, f), { force: true });
+    for (const f of readdirSync(this.dir)) if ((f.endsWith('.hold') || f.endsWith('.fail')) && (!name || f === `${name}.hold` || f === `${name}.fail`)) rmSync(join(this.dir, f), { force: true });
   }
+  /** The step fails at `name` until released. */
+  fail(name: string): void {
+    writeFileSync(join(this.dir, `${name}.fail`), '');
+  }
+}
+
+/** Worker settings for crash tests: a dead worker is noticed in seconds, its workflow tasks move on at once. */
+export const CRASH_TEST_WORKER = { metricsPort: 0, heartbeatTimeout: '3s', stickyQueueTimeout: '2s' };
+
+/**
+ * Stop points for a test (a hooks folder the postgres user can write to) and the environment of a worker
+ * process that honours them: pgBackRest through the hook wrapper, and the workflow bundle prebuilt once.
+ */
+export async function crashableWorker(h: Harness): Promise<{ points: StopPoints; env: Record<string, string> }> {
+  const dir = join(h.root, 'hooks');
+  mkdirSync(dir, { recursive: true });
+  chmodSync(dir, 0o777);
+  const env = { PGDR_HOOK_DIR: dir, PGDR_PGBACKREST_BIN: join(__dirname, '../../../test/helpers/pgbackrest-hook.sh'), PGDR_WORKFLOW_BUNDLE: await h.workflowBundleFile() };
+  return { points: new StopPoints(dir), env };
 }
 
 /** A file planted in a data directory, to follow where that directory went. */
