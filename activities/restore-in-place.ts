@@ -165,7 +165,8 @@ export function inPlaceActivities({ config }: ActivityDeps) {
       if (c.restore.reflink === 'off') return { ...full, why: 'restore.reflink is off' };
       const probe = await supportsReflinks(parent);
       if (probe.ok) {
-        return { mode: 'reflink-delta', why: probe.why, estimate: `the original is cloned in seconds; restore --delta rewrites only the files that differ from the backup (at most ~${minutes(input.restoreBytes / FULL_RESTORE_BPS)})`, originalBytes: size };
+        const by = c.restore.deltaBy === 'timestamp' ? 'compares sizes and timestamps and rewrites' : 'reads every file and rewrites';
+        return { mode: 'reflink-delta', why: probe.why, estimate: `the original is cloned in seconds; restore --delta ${by} only the files that differ from the backup (at most ~${minutes(input.restoreBytes / FULL_RESTORE_BPS)})`, originalBytes: size };
       }
       if (c.restore.copyDelta) {
         const free = freeBytes(parent);

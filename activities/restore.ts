@@ -52,6 +52,8 @@ export interface RestoreRequest {
   dbInclude?: string[];
   /** --delta: reuse matching files of a non-empty directory. When false, the directory is emptied first. */
   delta?: boolean;
+  /** How --delta finds the files to rewrite: checksums (default) or size and timestamp (pgBackRest --force). */
+  deltaBy?: 'checksum' | 'timestamp';
   /** recovery_target_timeline: 'current', 'latest' or a number (default: pgBackRest's). */
   timeline?: string;
   /** Write archive_mode=off into the restored copy (default true: a copy must never push WAL into the repo). */
@@ -207,7 +209,7 @@ export function restoreOptions(c: ClusterConfig, r: RestoreRequest): string[] {
   if (r.archiveModeOff !== false) o.push('--archive-mode=off');
   if (r.set) o.push(`--set=${r.set}`);
   if (r.repo) o.push(`--repo=${r.repo}`);
-  if (r.delta) o.push('--delta');
+  if (r.delta) o.push('--delta', ...(r.deltaBy === 'timestamp' ? ['--force'] : []));
   if (r.timeline) o.push(`--target-timeline=${r.timeline}`);
   for (const db of r.dbInclude ?? []) o.push(`--db-include=${db}`);
   const t = r.target;

@@ -81,7 +81,7 @@ export async function restoreViaStaging(c: ClusterConfig, me: RunIdentity, reque
     else fallback = seeded.why;
     cloneMs = seeded.ms;
   }
-  const out = await restoreInto(c, { ...request, dataDir: into, delta: mode !== 'full' });
+  const out = await restoreInto(c, { ...request, dataDir: into, delta: mode !== 'full', deltaBy: c.restore.deltaBy });
   // pgBackRest carries --pg1-path=<staging> into restore_command: point it at where the cluster will live.
   const autoConf = join(into, 'postgresql.auto.conf');
   const text = readFileSync(autoConf, 'utf8');

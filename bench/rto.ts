@@ -7,6 +7,7 @@
  *   bare full    move aside, `pgbackrest restore` into an empty directory
  *   pgdr full    restoreInPlace with restore.reflink off (move aside + full restore, staged)
  *   pgdr reflink restoreInPlace: delta onto a reflink clone of the original, which stays untouched
+ *   pgdr reflink ts   the same with restore.deltaBy timestamp (pgBackRest --delta --force: sizes and timestamps)
  * Prints medians and ratios; never passes or fails on time. Needs root (mount) and xfsprogs.
  * Knobs: PGDR_BENCH_RTO_SCALES (default "40,130": ~0.6 and ~2 GB), PGDR_BENCH_RUNS (default 3).
  */
@@ -24,8 +25,14 @@ import { loadPgbench, median, RUNS, runBench } from './helpers/cluster';
 
 const SCALES = (process.env.PGDR_BENCH_RTO_SCALES ?? '40,130').split(',').map(Number);
 const PROCESS_MAX = 2;
-type Way = 'bare delta' | 'bare full' | 'pgdr full' | 'pgdr reflink';
-const WAYS: Way[] = ['bare delta', 'bare full', 'pgdr full', 'pgdr reflink'];
+type Way = 'bare delta' | 'bare full' | 'pgdr full' | 'pgdr reflink' | 'pgdr reflink ts';
+const WAYS: Way[] = ['bare delta', 'bare full', 'pgdr full', 'pgdr reflink', 'pgdr reflink ts'];
+/** The restore settings each pgdr way runs with. */
+const PGDR_WAYS: Partial<Record<Way, { reflink: 'auto' | 'off'; deltaBy: 'checksum' | 'timestamp' }>> = {
+  'pgdr full': { reflink: 'off', deltaBy: 'checksum' },
+  'pgdr reflink': { reflink: 'auto', deltaBy: 'checksum' },
+  'pgdr reflink ts': { reflink: 'auto', deltaBy: 'timestamp' },
+};
 
 /** What earlier runs kept or moved aside: the bench's own cluster, nothing to keep. */
 function dropKept(c: LocalCluster) {
@@ -57,6 +64,10 @@ async function pgdr(h: Harness, target: string): Promise<{ s: number; mode: stri
   const { steps } = await handle.query<RunbookState>('steps');
   const stop = steps.find((s) => s.name.startsWith('Stop PostgreSQL'))!;
   const up = steps.find((s) => s.name.startsWith('Start PostgreSQL and wait'))!;
+  const took = (prefix: string) => ((steps.find((s) => s.name.startsWith(prefix))?.durationMs ?? 0) / 1000).toFixed(2);
+  console.log(
+    `    pgdr ${r.restore.mode}: stop ${took('Stop PostgreSQL')} s, move aside ${took('Move the data directory')} s, restore ${took('Restore')} s (clone ${((r.restore.cloneMs ?? 0) / 1000).toFixed(2)} s), start→promoted ${took('Start PostgreSQL and wait')} s`,
+  );
   return { s: (Date.parse(up.endedAt!) - Date.parse(stop.startedAt)) / 1000, mode: r.restore.mode };
 }
 
@@ -81,9 +92,9 @@ async function oneSize(scale: number): Promise<Record<Way, number>> {
     await h.startTemporal();
     c = await h.addCluster({ name: 'bench', dir: join(xfs, 'bench') });
     const restore = { safetyBackup: false, preChecklist: { remove: ['target-confirmed', 'stakeholders-notified'] }, postChecklist: { remove: ['app-health', 'monitoring'] } };
-    const config = (reflink: 'auto' | 'off') =>
-      h.writeConfig({ approvals: { restoreInPlace: { approvers: ['alice'] } } }, { bench: { backup: { processMax: PROCESS_MAX }, restore: { ...restore, reflink } } });
-    config('auto');
+    const config = (way: Way) =>
+      h.writeConfig({ approvals: { restoreInPlace: { approvers: ['alice'] } } }, { bench: { backup: { processMax: PROCESS_MAX }, restore: { ...restore, ...PGDR_WAYS[way] } } });
+    config('pgdr reflink');
     await h.startWorker();
     await h.execute('setupStanza', { cluster: 'bench' });
     const size = await loadPgbench(c, scale);
@@ -97,22 +108,21 @@ async function oneSize(scale: number): Promise<Record<Way, number>> {
     await query(c, 'DELETE FROM pgbench_history; DELETE FROM pgbench_tellers');
     await switchWalAndWaitArchived(c);
 
-    const times: Record<Way, number[]> = { 'bare delta': [], 'bare full': [], 'pgdr full': [], 'pgdr reflink': [] };
-    let worker: 'auto' | 'off' = 'auto';
+    const times = Object.fromEntries(WAYS.map((w) => [w, [] as number[]])) as Record<Way, number[]>;
+    let worker: Way = 'pgdr reflink';
     for (let i = 0; i < RUNS; i++) {
       const order = i % 2 === 0 ? WAYS : [...WAYS].reverse();
       for (const way of order) {
         dropKept(c);
         if (way.startsWith('pgdr')) {
-          const want = way === 'pgdr reflink' ? 'auto' : 'off';
-          if (want !== worker) {
+          if (way !== worker) {
             await h.stopWorkers();
-            config(want);
+            config(way);
             await h.startWorker();
-            worker = want;
+            worker = way;
           }
           const r = await pgdr(h, target);
-          if ((way === 'pgdr reflink') !== (r.mode === 'reflink-delta')) throw new Error(`${way} ran as ${r.mode}`);
+          if ((PGDR_WAYS[way]!.reflink === 'auto') !== (r.mode === 'reflink-delta')) throw new Error(`${way} ran as ${r.mode}`);
           times[way].push(r.s);
         } else times[way].push(await bare(c, target, way === 'bare delta'));
         await afterRun(c);
@@ -122,10 +132,11 @@ async function oneSize(scale: number): Promise<Record<Way, number>> {
     dropKept(c);
     const med = Object.fromEntries(WAYS.map((w) => [w, median(times[w])])) as Record<Way, number>;
     console.log(`size ${size} (pgbench -s ${scale}), stop → accepting writes, median of ${RUNS} alternating runs:`);
-    for (const w of WAYS) console.log(`  ${w.padEnd(13)} ${med[w].toFixed(2)} s`);
-    console.log(`  pgdr reflink / bare delta: ${(med['pgdr reflink'] / med['bare delta']).toFixed(2)}× (aim ≤ 1.1)`);
-    console.log(`  bare full / pgdr reflink:  ${(med['bare full'] / med['pgdr reflink']).toFixed(2)}× faster (aim ≥ 3 at ~2 GB)`);
-    console.log(`  pgdr full / bare full:     ${(med['pgdr full'] / med['bare full']).toFixed(2)}×`);
+    for (const w of WAYS) console.log(`  ${w.padEnd(16)} ${med[w].toFixed(2)} s`);
+    console.log(`  pgdr reflink / bare delta:      ${(med['pgdr reflink'] / med['bare delta']).toFixed(2)}× (aim ≤ 1.1; both checksum deltas)`);
+    console.log(`  bare full / pgdr reflink:       ${(med['bare full'] / med['pgdr reflink']).toFixed(2)}× faster`);
+    console.log(`  bare full / pgdr reflink ts:    ${(med['bare full'] / med['pgdr reflink ts']).toFixed(2)}× faster (aim ≥ 3 at ~2 GB)`);
+    console.log(`  pgdr full / bare full:          ${(med['pgdr full'] / med['bare full']).toFixed(2)}×`);
     return med;
   } finally {
     await h.stopWorkers();
@@ -139,8 +150,8 @@ async function main() {
   const rows: [number, Record<Way, number>][] = [];
   for (const scale of SCALES) rows.push([scale, await oneSize(scale)]);
   console.log('\nhow the gap grows with size (medians, seconds):');
-  console.log(`  ${'pgbench -s'.padEnd(11)}${WAYS.map((w) => w.padStart(14)).join('')}   full/reflink`);
-  for (const [scale, m] of rows) console.log(`  ${String(scale).padEnd(11)}${WAYS.map((w) => m[w].toFixed(2).padStart(14)).join('')}   ${(m['bare full'] / m['pgdr reflink']).toFixed(1)}×`);
+  console.log(`  ${'pgbench -s'.padEnd(11)}${WAYS.map((w) => w.padStart(17)).join('')}   full/reflink   full/reflink ts`);
+  for (const [scale, m] of rows) console.log(`  ${String(scale).padEnd(11)}${WAYS.map((w) => m[w].toFixed(2).padStart(17)).join('')}   ${(m['bare full'] / m['pgdr reflink']).toFixed(1).padStart(11)}×   ${(m['bare full'] / m['pgdr reflink ts']).toFixed(1).padStart(14)}×`);
 }
 
 runBench(main);

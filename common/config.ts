@@ -174,6 +174,12 @@ export const clusterSchema = z
         reflink: z.enum(['auto', 'off']).default('auto'),
         /** Without reflinks: a plain copy of the original + restore --delta, when there is room for the copy. */
         copyDelta: z.boolean().default(false),
+        /**
+         * How the delta restore onto the clone finds the files to rewrite: 'checksum' reads and hashes every file
+         * (safe whatever happened to the files); 'timestamp' compares size and modification time with the backup
+         * (pgBackRest --delta --force): much faster, and sound for a clone that kept the original's timestamps.
+         */
+        deltaBy: z.enum(['checksum', 'timestamp']).default('checksum'),
         /** How long an in-place restore waits for the pre-restore / post-restore sign-offs. */
         preChecklistTimeout: durationSchema.default('24h'),
         postChecklistTimeout: durationSchema.default('2h'),

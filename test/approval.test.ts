@@ -464,7 +464,7 @@ describe('CLI and Temporal UI', () => {
     assert.match(list.stdout, /round: 1/);
     assert.match(list.stdout, /requested by: carol — cli check/);
     assert.match(list.stdout, /may approve: alice, bob, dave or U0CAROL/);
-    assert.match(list.stdout, /deadline: +\d{4}-\d\d-\d\dT/);
+    assert.match(list.stdout, /deadline: +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
 
     const mallory = await pgdr(['approve', w.workflowId, '--as', 'mallory']);
     assert.notEqual(mallory.exitCode, 0);

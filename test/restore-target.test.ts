@@ -104,6 +104,13 @@ describe('restore targets', () => {
     assert.ok(o.includes('--target=2026-11-21 23:14:03.795727+00'), o.join(' '));
     assert.throws(() => restoreOptions(c, { cluster: 'main', dataDir: '/tmp/x', target: { type: 'name', value: 'a\nb' } }), /single line/);
   });
+  test('a delta restore compares checksums unless told to trust sizes and timestamps (--force)', () => {
+    const c = { backup: { processMax: 1 } } as ClusterConfig;
+    const base = { cluster: 'main', dataDir: '/tmp/x', delta: true };
+    assert.deepEqual(restoreOptions(c, base).filter((x) => x === '--delta' || x === '--force'), ['--delta']);
+    assert.deepEqual(restoreOptions(c, { ...base, deltaBy: 'timestamp' }).filter((x) => x === '--delta' || x === '--force'), ['--delta', '--force']);
+    assert.ok(!restoreOptions(c, { ...base, delta: false, deltaBy: 'timestamp' }).includes('--force'), 'never --force without --delta: that would overwrite everything');
+  });
   test('an explicit set that ends after the target time is refused', () => {
     refused({ type: 'time', value: '2025-01-15 10:00:00+00', set: '20250115-120000F' }, /ends at .* after the target time/);
     assert.equal(ok({ type: 'time', value: '2025-01-15 10:00:00+00', set: '20250115-020000F' }).set.label, '20250115-020000F');

@@ -178,7 +178,7 @@ describe('scheduled runs', () => {
     const list = await run('node', ['bin/pgdr', '--config', h.configFile, 'schedules', 'list']);
     assert.equal(list.exitCode, 0, list.stderr);
     assert.match(list.stdout, /pgdr:main:full {2}backup {2}cron "0 2 \* \* \*" UTC, jitter 10m/);
-    assert.match(list.stdout, /next: \d{4}-\d\d-\d\dT02:0\d:/);
+    assert.match(list.stdout, /next: \d{4}-\d\d-\d\d 02:0\d:\d\d UTC/);
     assert.match(list.stdout, /pgdr:main:full[\s\S]*last: .*pgdr-main-full-/);
     const dry = await run('node', ['bin/pgdr', '--config', h.configFile, 'schedules', 'apply', '--dry-run']);
     assert.equal(dry.exitCode, 0, dry.stderr);
