@@ -16,7 +16,7 @@
  * idempotent: a retry after a worker crash resumes to the same outcome.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { existsSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { ClusterConfig } from '../common/config';
 import { pgConfLines } from '../common/conf-value';
@@ -62,6 +62,45 @@ const FULL_RESTORE_BPS = 150 * 2 ** 20;
 const COPY_BPS = 300 * 2 ** 20;
 const mb = (b: number) => `${Math.round(b / 2 ** 20)} MB`;
 const minutes = (s: number) => (s < 90 ? `${Math.max(1, Math.round(s))} s` : `${Math.round(s / 60)} min`);
+
+/** Bytes per second of a plain copy here: the first 64 MB of the largest file, copied to a file this check removes. */
+async function copyThroughput(dataDir: string, parent: string): Promise<number> {
+  const r = await run('find', [dataDir, '-type', 'f', '-size', '+1M', '-printf', '%s %p\\n']);
+  const biggest = r.stdout.trim().split('\n').filter(Boolean).map((l) => l.split(' ')).sort((a, b) => Number(b[0]) - Number(a[0]))[0];
+  if (!biggest) return COPY_BPS;
+  const sample = join(parent, `.pgdr-copy-probe-${process.pid}-${Date.now()}`);
+  try {
+    const t0 = Date.now();
+    const dd = await run('dd', [`if=${biggest.slice(1).join(' ')}`, `of=${sample}`, 'bs=1M', 'count=64', 'conv=fsync', 'status=none']);
+    const bytes = Math.min(Number(biggest[0]), 64 * 2 ** 20);
+    return dd.exitCode === 0 ? bytes / Math.max(0.001, (Date.now() - t0) / 1000) : COPY_BPS;
+  } finally {
+    rmSync(sample, { force: true });
+  }
+}
+
+/** Full restores measured on this host (bytes/s), kept in <stateDir>/restore-throughput.json. */
+function restoreThroughput(stateDir: string, cluster: string): number | undefined {
+  try {
+    const all = JSON.parse(readFileSync(join(stateDir, 'restore-throughput.json'), 'utf8')) as Record<string, { bps: number }>;
+    return all[cluster]?.bps;
+  } catch {
+    return undefined;
+  }
+}
+
+function recordRestoreThroughput(stateDir: string, cluster: string, set: string, bytes: number, ms: number): void {
+  const file = join(stateDir, 'restore-throughput.json');
+  let all: Record<string, unknown> = {};
+  try {
+    all = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    /* first one */
+  }
+  all[cluster] = { bps: Math.round(bytes / (ms / 1000)), set, bytes, ms, at: new Date().toISOString() };
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(file, `${JSON.stringify(all, null, 1)}\n`);
+}
 
 /** Bytes under a directory (du), 0 when it cannot be read. */
 async function directoryBytes(dir: string): Promise<number> {
@@ -170,10 +209,17 @@ export function inPlaceActivities({ config }: ActivityDeps) {
       }
       if (c.restore.copyDelta) {
         const free = freeBytes(parent);
-        if (free > size * 1.1 + input.restoreBytes * 0.1) {
-          return { mode: 'copy-delta', why: `${probe.why}; restore.copyDelta allows a plain copy (${mb(size)}, ${mb(free)} free)`, estimate: `a copy of ${mb(size)} (~${minutes(size / COPY_BPS)}) + restore --delta`, originalBytes: size };
+        if (free <= size * 1.1 + input.restoreBytes * 0.1) return { ...full, why: `${probe.why}; no room for a plain copy (${mb(size)} needed, ${mb(free)} free)` };
+        // Measured on this host: copying now (a sample), restoring from this host's earlier restores.
+        const copyBps = await copyThroughput(c.dataDir, parent);
+        const restoreBps = restoreThroughput(config.stateDirAbs, c.name) ?? FULL_RESTORE_BPS;
+        const copyS = size / copyBps;
+        const restoreS = input.restoreBytes / restoreBps;
+        const measured = `copy ${mb(copyBps)}/s measured now, full restore ${mb(restoreBps)}/s ${restoreThroughput(config.stateDirAbs, c.name) ? 'measured in earlier restores here' : '(assumed: no earlier restore here)'}`;
+        if (copyS < restoreS) {
+          return { mode: 'copy-delta', why: `${probe.why}; restore.copyDelta: a plain copy (~${minutes(copyS)}) is faster than a full restore (~${minutes(restoreS)}): ${measured}`, estimate: `a copy of ${mb(size)} (~${minutes(copyS)}) + restore --delta`, originalBytes: size };
         }
-        return { ...full, why: `${probe.why}; no room for a plain copy (${mb(size)} needed, ${mb(free)} free)` };
+        return { ...full, why: `${probe.why}; restore.copyDelta: a full restore (~${minutes(restoreS)}) is faster than a plain copy (~${minutes(copyS)}): ${measured}` };
       }
       return { ...full, why: `${probe.why}; the original is moved aside and the backup restored in full` };
     },
@@ -229,6 +275,7 @@ export function inPlaceActivities({ config }: ActivityDeps) {
       requireOwned(p.aside, me, 'restore beside');
       const freeBefore = freeBytes(dirname(c.dataDir));
       const out = await restoreViaStaging(c, me, { ...input.request, cluster: c.name, dataDir: c.dataDir, archiveModeOff: false, delta: false }, { from: p.aside, mode: input.mode ?? 'full' });
+      if (out.mode === 'full' && out.durationMs > 0) recordRestoreThroughput(config.stateDirAbs, c.name, input.request.set ?? '', await directoryBytes(c.dataDir), out.durationMs);
       return { ...out, spaceUsedBytes: Math.max(0, freeBefore - freeBytes(dirname(c.dataDir))) };
     },
 

@@ -279,11 +279,14 @@ describe('on-call paths (issue 13)', () => {
     const devPid = Number(readFileSync(join(stateDir, 'dev.pid'), 'utf8'));
     process.kill(devPid, 'SIGKILL');
     await killed.exited;
-    assert.ok(ourProcesses().some((l) => l.includes('start-dev')), `Temporal left behind: ${ourProcesses().join('\n')}\n${killed.out.slice(-1500)}\n${readFileSync(join(stateDir, 'dev.log'), 'utf8').slice(-1500)}`);
+    // What a SIGKILL leaves depends on timing (the Temporal server may go down with the terminal): the
+    // promise is that the next start reports — and stops or reuses — whatever was left.
+    const left = ourProcesses();
+    assert.ok(left.length > 0, `something of the killed run is left behind: ${killed.out.slice(-1500)}`);
     const next = new Terminal(`exec node ${quote(join(PROJECT_ROOT, 'bin', 'pgdr'))} dev`);
     await next.waitFor(/Ctrl-C stops everything/);
-    assert.match(next.out, /an earlier run left its Temporal dev server running \(pid \d+\); stopping it/);
-    assert.match(next.out, /the demo PostgreSQL was left running by an earlier run; reusing it/);
+    if (left.some((l) => l.includes('start-dev'))) assert.match(next.out, /an earlier run left its Temporal dev server running \(pid \d+\); stopping it/);
+    if (left.some((l) => l.includes('postgres -D'))) assert.match(next.out, /the demo PostgreSQL was left running by an earlier run; reusing it/);
     next.type('\x03');
     await next.exited;
     assert.match(next.out, /pgdr: stopped; nothing left running\./);

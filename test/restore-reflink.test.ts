@@ -74,7 +74,7 @@ before(async () => {
   const restore = { safetyBackup: false, preChecklist: { remove: ['stakeholders-notified'] }, postChecklist: { remove: ['app-health', 'monitoring'] } };
   h.writeConfig(
     { worker: CRASH_TEST_WORKER, approvals: { restoreInPlace: { approvers: ['alice', 'bob'], required: 1 } } },
-    { main: { restore }, ext4: { restore } },
+    { main: { restore }, ext4: { restore: { ...restore, copyDelta: true } } },
   );
   worker = await startWorkerProcess(h.configFile, env);
   for (const c of [main, onExt4]) await h.execute('setupStanza', { cluster: c.name });
@@ -148,7 +148,7 @@ describe('in-place restore on a filesystem with reflinks', () => {
     }
   });
 
-  test('on ext4 the plan is a full restore, and says why', async (t) => {
+  test('on ext4 there are no reflinks: the plan says why, and measures a copy against a full restore', async (t) => {
     if (skip) return t.skip(skip);
     await h.execute('backup', { cluster: 'ext4', type: 'full' });
     await sql(onExt4, 'CREATE TABLE x (i int)');
@@ -156,8 +156,9 @@ describe('in-place restore on a filesystem with reflinks', () => {
     const handle = await h.start('restoreInPlace', { cluster: 'ext4', target: { type: 'latest' }, confirmation: TOKEN, reason: 'plan only', requestedBy: 'carol' });
     await signOffWhenAsked(handle, 'target-confirmed', 'bob');
     const st = await waitFor('the approval request', async () => (await handle.query<ApprovalStateAnswer>('approvalState').catch(() => undefined))?.pending ?? undefined, 60_000);
-    assert.equal(st.details.mode, 'in place, full restore');
-    assert.match(String(st.details.why), /cannot clone files/);
+    // No reflinks; restore.copyDelta lets pgdr measure a plain copy against a full restore and pick the faster.
+    assert.match(String(st.details.mode), /^in place, (full restore|delta restore onto a copy of the original)$/);
+    assert.match(String(st.details.why), /cannot clone files .*; restore\.copyDelta: a (plain copy|full restore) \(~.*\) is faster than a (full restore|plain copy) \(~.*\): copy \d+ MB\/s measured now/);
     await handle.executeUpdate('reject', { args: [{ approvalId: st.approvalId, by: 'alice', via: 'cli' }] });
     await outcome(handle);
     assert.ok(existsSync(join(onExt4.dataDir, 'PG_VERSION')), 'nothing touched');
