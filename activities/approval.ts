@@ -21,6 +21,7 @@ import {
   type ResolvedApprovalPolicy,
   type SlackMessageRef,
 } from '../common/approvals';
+import { when } from '../common/human-time';
 import { log } from '../common/log';
 import type { ActivityDeps } from './context';
 import { slackTarget, workflowUrl } from './slack';
@@ -78,7 +79,7 @@ export function approvalBlocks(view: ApprovalView, url?: string): KnownBlock[] {
       text: truncate(
         [
           `*Requested by* ${mention(view.requestedBy)} — _${view.reason}_`,
-          `*Needs* ${view.required} approval${view.required > 1 ? 's' : ''} from ${listOr(view.approvers.map(mention))} · *deadline* ${view.deadline}`,
+          `*Needs* ${view.required} approval${view.required > 1 ? 's' : ''} from ${listOr(view.approvers.map(mention))} · *deadline* ${when(view.deadline)}`,
         ].join('\n'),
         3000,
       ),
@@ -90,7 +91,7 @@ export function approvalBlocks(view: ApprovalView, url?: string): KnownBlock[] {
       text: {
         type: 'mrkdwn',
         text: truncate(
-          view.votes.map((v) => `${v.decision === 'approve' ? ':white_check_mark: approved' : ':x: rejected'} by ${who(v)} via ${v.via} at ${v.at}${v.comment ? ` — “${v.comment}”` : ''}`).join('\n'),
+          view.votes.map((v) => `${v.decision === 'approve' ? ':white_check_mark: approved' : ':x: rejected'} by ${who(v)} via ${v.via} at ${when(v.at)}${v.comment ? ` — “${v.comment}”` : ''}`).join('\n'),
           3000,
         ),
       },
@@ -122,8 +123,8 @@ export function approvalBlocks(view: ApprovalView, url?: string): KnownBlock[] {
   } else {
     const outcome =
       view.status === 'expired'
-        ? `:hourglass: Expired at ${view.decidedAt ?? view.deadline} with no decision — the runbook stopped and nothing destructive was done.`
-        : `${view.status === 'approved' ? ':white_check_mark: Approved' : ':x: Rejected'} by ${listAnd((view.decidedBy ?? []).map((b) => who(view.votes.find((v) => v.by === b) ?? { by: b })))} at ${view.decidedAt}.`;
+        ? `:hourglass: Expired at ${when(view.decidedAt ?? view.deadline)} with no decision — the runbook stopped and nothing destructive was done.`
+        : `${view.status === 'approved' ? ':white_check_mark: Approved' : ':x: Rejected'} by ${listAnd((view.decidedBy ?? []).map((b) => who(view.votes.find((v) => v.by === b) ?? { by: b })))} at ${when(view.decidedAt ?? '')}.`;
     blocks.push({ type: 'section', text: { type: 'mrkdwn', text: outcome } });
   }
   blocks.push({
@@ -203,7 +204,7 @@ export function approvalActivities({ config }: ActivityDeps) {
 
     /** A reminder mentioning who may still approve, in the request's thread. Never throws. */
     async remindApproval({ view }: { view: ApprovalView }): Promise<MessageResult> {
-      const text = `:alarm_clock: Reminder: still waiting for approval of *${view.action}* — ${listOr(view.mayStillVote.map(mention))}, please decide before ${view.deadline} (${view.votes.filter((v) => v.decision === 'approve').length} of ${view.required} approvals so far).`;
+      const text = `:alarm_clock: Reminder: still waiting for approval of *${view.action}* — ${listOr(view.mayStillVote.map(mention))}, please decide before ${when(view.deadline)} (${view.votes.filter((v) => v.decision === 'approve').length} of ${view.required} approvals so far).`;
       log.warn({ approvalId: view.approvalId, workflowId: view.workflowId ?? currentWorkflowId() }, text);
       const slack = slackTarget(config);
       if (!slack) return { delivered: 'log' };

@@ -5,6 +5,7 @@
  */
 import type { ChatPostMessageArguments, KnownBlock } from '@slack/web-api';
 import { Context } from '@temporalio/activity';
+import { times } from '../common/human-time';
 import { log } from '../common/log';
 import type { ActivityDeps } from './context';
 import { slackTarget, workflowUrl } from './slack';
@@ -63,8 +64,8 @@ export function noticeBlocks(n: Notice, url?: string): KnownBlock[] {
   if (n.step) facts.push(`*Step*\n${n.step}`);
   for (const [k, v] of Object.entries(n.fields ?? {})) facts.push(`*${k}*\n${v}`);
   if (facts.length) blocks.push({ type: 'section', fields: facts.slice(0, 10).map((f) => ({ type: 'mrkdwn', text: clip(f, 1900) })) });
-  if (n.text) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: clip(n.text) } });
-  if (n.error) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: clip(`*Error*\n\`\`\`${n.error}\`\`\``) } });
+  if (n.text) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: clip(times(n.text)) } });
+  if (n.error) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: clip(`*Error*\n\`\`\`${times(n.error)}\`\`\``) } });
   if (n.buttons?.length) {
     blocks.push({
       type: 'actions',

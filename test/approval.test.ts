@@ -14,6 +14,7 @@ import { approvalAuditFile } from '../activities/approval';
 import { slackSignature, startSlackServer, verifySlackSignature, type ClickOutcome, type RunningSlackServer } from '../client/slack-server';
 import { Harness, waitFor } from './helpers/harness';
 import { SlackFake, type SlackCall } from './helpers/slack-fake';
+import { when } from '../common/human-time';
 
 const SECRET = 'test-signing-secret-5f0c9a';
 const CHANNEL = 'C0APPROVALS';
@@ -196,7 +197,7 @@ describe('approval through a Slack button', () => {
     assert.match(text, /runbook: `demoApproval`/);
     assert.match(text, /Requested by\* carol/);
     assert.match(text, /try the gate/);
-    assert.ok(text.includes(v.deadline), 'deadline shown');
+    assert.ok(text.includes(when(v.deadline)), 'deadline shown, in the one human time format');
     assert.match(text, /<@U0ALICE>/, 'approvers are mentioned');
     const b = buttons(v);
     assert.equal(b.approve.style, 'primary');
