@@ -2,13 +2,16 @@
  * CLI of full-site recovery: `pgdr dr full-site`, `pgdr dr retry|abort <workflowId>` and
  * `pgdr report <workflowId>`. Registered on the main program by client/cli.ts.
  */
-import { WorkflowFailedError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { checkInput, fullSiteRecoveryInputSchema } from '../common/inputs';
 import type { DrPause } from '../common/dr-report';
 import type { StanzaInfo } from '../common/types';
 import type { FullSiteRecoveryResult, FullSiteState } from '../workflows/full-site-recovery';
+import type { Pause } from '../workflows/pause';
+import { when } from './format';
+import { askOrWithdrawn, note } from './terminal';
 import { defaultIdentity, type CliContext } from './approvals-cli';
 import { ask, guide, interactive, type GuideStep } from './guide';
 import { targetFromOptions } from './restore-cli';
@@ -34,15 +37,42 @@ function pauseStep(client: Client, wf: string, me: string): GuideStep {
         `    fix the host, then: pgdr dr retry ${wf} --as <you> --note "…"   or   pgdr dr abort ${wf} --as <you> --reason "…"\n`,
     );
     if (!interactive()) return;
-    const a = (await ask('    [r]etry now, [a]bort, or leave it paused [Enter]? ')).toLowerCase();
-    if (a === 'r' || a === 'retry') {
-      const note = await ask('    What was fixed (note): ');
-      await update(client, wf, 'retry', { by: me, note: note || undefined }).catch((e) => process.stderr.write(`    ${(e as Error).message}\n`));
-    } else if (a === 'a' || a === 'abort') {
-      const reason = await ask('    Reason: ');
-      await update(client, wf, 'abort', { by: me, reason: reason || 'aborted from the CLI' }).catch((e) => process.stderr.write(`    ${(e as Error).message}\n`));
+    // The question follows the run: someone may decide this pause from another terminal, Slack or the UI.
+    const decided = watchPause(handle, paused.since);
+    try {
+      const a = (await askOrWithdrawn('    [r]etry now, [a]bort, or leave it paused [Enter]? ', { signal: decided.signal }))?.toLowerCase();
+      if (a === 'r' || a === 'retry') {
+        const note = await askOrWithdrawn('    What was fixed (note): ', { signal: decided.signal });
+        if (note !== undefined) await update(client, wf, 'retry', { by: me, note: note || undefined }).catch((e) => process.stderr.write(`    ${(e as Error).message}\n`));
+      } else if (a === 'a' || a === 'abort') {
+        const reason = await askOrWithdrawn('    Reason: ', { signal: decided.signal, required: 'a reason is needed to abort' });
+        if (reason !== undefined) await update(client, wf, 'abort', { by: me, reason }).catch((e) => process.stderr.write(`    ${(e as Error).message}\n`));
+      }
+      const d = decided.decision();
+      if (d) note(`    ✓ "${paused.step}": ${d.decision} by ${d.by}${d.decidedAt ? ` at ${when(d.decidedAt)}` : ''}${d.note ? ` (${d.note})` : ''}; question withdrawn\n`);
+    } finally {
+      decided.stop();
     }
   };
+}
+
+/** Watch one pause of a run (the `pauses` query): aborts the signal once someone has decided it. */
+function watchPause(handle: WorkflowHandle, since: string) {
+  const ac = new AbortController();
+  let found: Pause | undefined;
+  const timer = setInterval(() => {
+    void handle
+      .query<Pause[]>('pauses')
+      .then((all) => {
+        const p = all.find((x) => x.since === since);
+        if (p?.decision && !ac.signal.aborted) {
+          found = p;
+          ac.abort();
+        }
+      })
+      .catch(() => undefined);
+  }, 1000);
+  return { signal: ac.signal, decision: () => found, stop: () => clearInterval(timer) };
 }
 
 /** The report of a run: its result, the details of its failure, or the live query while it runs. */

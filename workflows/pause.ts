@@ -47,6 +47,8 @@ export const abortUpdate = defineUpdate<Pause, [PauseDecisionArgs]>('abort');
 export const keepUpdate = defineUpdate<Pause, [PauseDecisionArgs]>('keep');
 export const rollBackUpdate = defineUpdate<Pause, [PauseDecisionArgs]>('rollBack');
 export const pauseQuery = defineQuery<Pause | null>('pause');
+/** Every pause of this run so far, with who decided what (a CLI prompt withdraws itself when one is decided). */
+export const pausesQuery = defineQuery<Pause[]>('pauses');
 
 const UPDATES = { retry: retryUpdate, abort: abortUpdate, keep: keepUpdate, rollBack: rollBackUpdate } as const;
 const WORDS: Record<PauseChoice, string> = { retry: 'Retry the step', abort: 'Abort', keep: 'Keep the restore', rollBack: 'Roll back' };
@@ -80,6 +82,7 @@ export class Pauses {
 
   constructor(private readonly o: PauseOptions) {
     setHandler(pauseQuery, () => this.current, { description: 'The pause being waited on (failed step, error, choices, since), or null' });
+    setHandler(pausesQuery, () => this.all, { description: 'Every pause of this run so far: step, error, choices, and who decided what' });
     for (const choice of Object.keys(UPDATES) as PauseChoice[]) {
       setHandler(
         UPDATES[choice],
