@@ -23,6 +23,9 @@ const slack = new SlackFake();
 let srv: RunningSlackServer;
 const outcomes: ClickOutcome[] = [];
 const started: WorkflowHandle[] = [];
+let nohostStarted: Promise<unknown> | undefined;
+/** The activities of host "nohost" (whose pgBackRest config does not exist: full-site checks there fail and pause). */
+const nohostWorker = () => (nohostStarted ??= h.startWorker({ hosts: ['nohost'], workflows: false }));
 
 before(async () => {
   await h.startTemporal();
@@ -268,7 +271,7 @@ describe('approval through a Slack button', () => {
   test('a paused full-site recovery is retried and aborted with its Slack buttons; a stale button is refused', async () => {
     // A DR drill onto host "nohost" (its worker: activities only), whose pgBackRest config does not exist:
     // an automated check fails and the runbook pauses with Retry / Abort buttons.
-    await h.startWorker({ hosts: ['nohost'], workflows: false });
+    await nohostWorker();
     const w = await h.start('fullSiteRecovery', { cluster: 'main', targetHost: 'nohost', drill: true, reason: 'slack buttons', requestedBy: 'carol' });
     started.push(w);
     for (const item of ['host-provisioned', 'packages-installed', 'secrets-in-place']) {
@@ -455,6 +458,34 @@ describe('impossible policies', () => {
 });
 
 describe('CLI and Temporal UI', () => {
+  test('at a terminal, the full-site pause question is withdrawn when someone decides elsewhere, naming who', async () => {
+    // `pgdr dr full-site --drill` onto "nohost" (no pgBackRest config there): an automated check fails and the
+    // runbook pauses; the CLI asks retry/abort. dave retries from elsewhere: the question goes away.
+    await nohostWorker();
+    const out: string[] = [];
+    const cli = spawn('script', ['-q', '-e', '-E', 'never', '-c', `PGDR_IDENTITY=carol node bin/pgdr --config ${h.configFile} dr full-site --cluster main --host nohost --drill --reason "pause prompt"`, '/dev/null'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    cli.stdout!.on('data', (d: Buffer) => out.push(d.toString()));
+    cli.stderr!.on('data', (d: Buffer) => out.push(d.toString()));
+    const text = () => out.join('');
+    try {
+      const id = await waitFor('the workflow id', async () => /workflow (dr-drill-main-\S+)/.exec(text())?.[1], 60_000);
+      const w = h.client.workflow.getHandle(id);
+      started.push(w);
+      for (const item of ['host-provisioned', 'packages-installed', 'secrets-in-place']) {
+        await waitFor(`sign-off of ${item}`, () => w.executeUpdate('checkItem', { args: [{ item, by: 'dave' }] }).then(() => true, () => false));
+      }
+      await waitFor('the pause question', async () => /\[r\]etry now, \[a\]bort, or leave it paused/.test(text()), 60_000);
+      await w.executeUpdate('retry', { args: [{ by: 'dave', note: 'from another terminal' }] });
+      await waitFor('the question withdrawn', async () => /": retry by dave at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(from another terminal\); question withdrawn/.test(text()), 15_000);
+      const p = await waitFor('the second pause', async () => (await w.query<{ since: string }[]>('pauses')).filter(Boolean)[1], 60_000);
+      await w.executeUpdate('abort', { args: [{ by: 'dave', reason: 'test done', pause: p.since }] });
+    } finally {
+      cli.kill('SIGTERM');
+    }
+  });
+
   test('pgdr approvals list, approve (refused, then accepted) and reject', async () => {
     const w = await startDemo({ requestedBy: 'carol', reason: 'cli check' });
     await pending(w);
