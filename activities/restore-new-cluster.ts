@@ -6,7 +6,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { LoadedConfig } from '../common/config';
+import type { ClusterConfig, LoadedConfig } from '../common/config';
 import { checkInput, dropRestoredClusterInputSchema } from '../common/inputs';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE } from './pgbackrest';
@@ -35,6 +35,19 @@ export interface RestoredClusterRecord extends NewClusterLayout {
   databases?: string[];
   workflowId: string;
   createdAt: string;
+}
+
+/**
+ * The folder pgdr chose for a new cluster (`ownsDir`), once its data directory is gone: pgdr's own `log` and
+ * `socket` folders go, then the folder itself if nothing else is in it. Anything else found there was not put
+ * there by pgdr and stays (the folder with it). True when the folder is gone.
+ */
+async function removeOwnFolder(c: ClusterConfig, l: Pick<NewClusterLayout, 'dir' | 'ownsDir'>): Promise<boolean> {
+  if (!l.ownsDir || !existsSync(l.dir)) return false;
+  for (const n of ['log', 'socket']) await removeTree(c, join(l.dir, n));
+  if (readdirSync(l.dir).length) return false;
+  await removeTree(c, l.dir);
+  return true;
 }
 
 const registryDir = (config: LoadedConfig) => join(config.stateDirAbs, 'restored-clusters');
@@ -206,7 +219,8 @@ export function newClusterActivities({ config }: ActivityDeps) {
         throw ApplicationFailure.nonRetryable(`refusing to delete ${r.dataDir}: it holds ${ownerText(r.dataDir)}, not the restore of workflow ${r.workflowId}`, FAILURE.badInput);
       }
       await stopRestoredCopy(c, r.dataDir);
-      await removeTree(c, r.ownsDir ? r.dir : r.dataDir);
+      await removeTree(c, r.dataDir);
+      await removeOwnFolder(c, r);
       if (r.socketDir.startsWith('/tmp/pgdr-')) rmSync(r.socketDir, { recursive: true, force: true });
       rmSync(recordFile(config, input.name), { force: true });
       return { name: input.name, dir: r.dir };
@@ -229,11 +243,8 @@ export function newClusterActivities({ config }: ActivityDeps) {
         await removeTree(c, dataDir);
         removed.push(dataDir);
       } else if (existsSync(dataDir)) leftAlone.push(dataDir);
-      // The folder pgdr chose for it, once only pgdr's own log and socket folders are left in it.
-      if (ownsDir && existsSync(dir) && readdirSync(dir).every((n) => n === 'log' || n === 'socket')) {
-        await removeTree(c, dir);
-        removed.push(dir);
-      }
+      if (await removeOwnFolder(c, input.layout)) removed.push(dir);
+      else if (ownsDir && existsSync(dir)) leftAlone.push(dir);
       return { removed, leftAlone };
     },
   };

@@ -78,6 +78,17 @@ describe('restoreToNewCluster: dataDir', () => {
     await h.execute('dropRestoredCluster', { name: 'custom' });
     assert.equal(existsSync(dataDir), false);
   });
+
+  test("the drop removes what pgdr put in the cluster's folder, never a file someone else put there", async () => {
+    const r = await h.execute<RestoreToNewClusterResult>('restoreToNewCluster', { cluster: 'main', name: 'shared', target: { type: 'latest' } });
+    const folder = join(restoreDir, 'shared');
+    assert.equal(r.dataDir, join(folder, 'data'));
+    writeFileSync(join(folder, 'notes.txt'), 'an analyst keeps notes here\n');
+    await h.execute('dropRestoredCluster', { name: 'shared' });
+    assert.equal(existsSync(r.dataDir), false, 'the restored data directory is gone');
+    assert.equal(existsSync(join(folder, 'log')), false, "pgdr's log folder is gone");
+    assert.ok(existsSync(join(folder, 'notes.txt')), 'the file pgdr did not create stays, and its folder with it');
+  });
 });
 
 describe('dropRestoredCluster: name', () => {
