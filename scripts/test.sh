@@ -12,4 +12,8 @@ else
   files=(dist/test/*.test.js)
 fi
 export PGDR_LOG_LEVEL="${PGDR_LOG_LEVEL:-warn}"   # workers log through pino; warnings and errors only
-exec node --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
+# Per-file wall times are printed after the summary (scripts/file-times-reporter.mjs).
+exec node --test --test-concurrency="${PGDR_TEST_JOBS:-1}" \
+  --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=./scripts/file-times-reporter.mjs --test-reporter-destination=stdout \
+  "${files[@]}"
