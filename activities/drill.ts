@@ -14,7 +14,7 @@ import type { ClusterConfig } from '../common/config';
 import { scratchSpaceNeeded, type DrillTarget, type PreflightReport, type RpoMarker, type ValidationCheck, type ValidationReport, type VerifyReport } from '../common/drill';
 import { parseTargetTime, resolveRestoreTarget } from '../common/restore-target';
 import type { BackupSet } from '../common/types';
-import { makeOwnedDir } from '../worker/local-cluster';
+import { makeOwnedDir } from '../common/os-user';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, parseVerifyOutput, pgbackrest, stanzaInfo, verifyFailure } from './pgbackrest';
 import { archiverStats, connectionOptions, query, serverState, type PgTarget } from './postgres';

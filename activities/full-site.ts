@@ -15,7 +15,8 @@ import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { ClusterConfig } from '../common/config';
 import { pgConfLines } from '../common/conf-value';
-import { makeOwnedDir } from '../worker/local-cluster';
+import { pickFreePort } from '../common/net';
+import { makeOwnedDir } from '../common/os-user';
 import { runTag, type RunIdentity } from '../common/run-identity';
 import { currentRun, requireOwned, writeMarker } from './owned-dirs';
 import { restoredBy, restoreViaStaging, supportsReflinks, type RestoreMode } from './staged-restore';
@@ -24,7 +25,6 @@ import { FAILURE, failureFor, lastLines, parseInfoJson, PGBACKREST_BIN, pgbackre
 import { expectedArchiveCommand, type PgTarget } from './postgres';
 import { run } from './process';
 import {
-  pickFreePort,
   prepareScratch,
   removeScratch,
   restoreInto,

@@ -11,10 +11,10 @@ import { checkInput, dropRestoredClusterInputSchema } from '../common/inputs';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE } from './pgbackrest';
 import { query, serverState, startServer, stopServer } from './postgres';
-import { pickFreePort, removeTree, restoredTarget, stopRestoredCopy } from './restore';
+import { removeTree, restoredTarget, stopRestoredCopy } from './restore';
 import { currentRun, ownerText, readMarker } from './owned-dirs';
 import { removeStaging, restoredBy, stagingDir } from './staged-restore';
-import { portInUse } from '../worker/temporal-dev-server';
+import { pickFreePort, portInUse } from '../common/net';
 
 export interface NewClusterLayout {
   name: string;

@@ -13,12 +13,12 @@
  */
 import { ApplicationFailure, CancelledFailure, Context, sleep } from '@temporalio/activity';
 import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import type { ClusterConfig } from '../common/config';
 import { pgConfLines, rewritePgConfSetting } from '../common/conf-value';
 import { parseTargetTime, pgTime } from '../common/restore-target';
-import { makeOwnedDir } from '../worker/local-cluster';
+import { pickFreePort } from '../common/net';
+import { makeOwnedDir } from '../common/os-user';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, failureFor, lastLines, pgbackrest, secretEnv } from './pgbackrest';
 import { logTail, pgCtl, query, serverState, type PgTarget } from './postgres';
@@ -112,18 +112,6 @@ export interface RecoveryReport {
 /** A PgTarget for a restored copy of a cluster (same OS user, binaries and role). */
 export function restoredTarget(c: ClusterConfig, dataDir: string, port: number, socketDir: string, database?: string): PgTarget {
   return { dataDir, port, socketDir, osUser: c.osUser, pgBinDir: c.pgBinDir, dbUser: c.dbUser, database: database ?? c.database };
-}
-
-/** A TCP port nobody listens on right now (the copy uses it for its socket name too). */
-export function pickFreePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
 }
 
 /** The activity was cancelled (false outside an activity). */

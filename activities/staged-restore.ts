@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import type { ClusterConfig } from '../common/config';
 import { rewritePgConfSetting } from '../common/conf-value';
 import { runTag, type RunIdentity } from '../common/run-identity';
-import { makeOwnedDir } from '../worker/local-cluster';
+import { makeOwnedDir } from '../common/os-user';
 import { ownedBy, ownerText, readMarker, removeMarker, requireOwned, writeMarker } from './owned-dirs';
 import { FAILURE } from './pgbackrest';
 import { run } from './process';

@@ -10,7 +10,8 @@
 import { join } from 'node:path';
 import { run } from '../activities/process';
 import type { DrillResult } from '../common/drill';
-import { makeOwnedDir, PG_BIN_DIR } from '../worker/local-cluster';
+import { PG_BIN_DIR } from '../worker/local-cluster';
+import { makeOwnedDir } from '../common/os-user';
 import { freePort, Harness } from '../test/helpers/harness';
 import { loadPgbench, median, RUNS, runBench } from './helpers/cluster';
 

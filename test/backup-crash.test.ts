@@ -12,7 +12,8 @@ import { after, before, test } from 'node:test';
 import type { WorkflowHandle } from '@temporalio/client';
 import { PROJECT_ROOT } from '../common/paths';
 import type { BackupResult } from '../common/types';
-import { makeOwnedDir, type LocalCluster } from '../worker/local-cluster';
+import { type LocalCluster } from '../worker/local-cluster';
+import { makeOwnedDir } from '../common/os-user';
 import { Harness, pgbackrestJson, processesMatching, startWorkerProcess, stopWorkerProcess, waitFor } from './helpers/harness';
 
 const h = new Harness('backup-crash');

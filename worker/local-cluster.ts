@@ -2,13 +2,13 @@
  * Local PostgreSQL 15 clusters with a pgBackRest stanza, in folders pgdr creates: the embedded demo
  * cluster and the clusters of the test suite. Everything runs as the `postgres` OS user.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
+import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { iniLines, pgConfLines } from '../common/conf-value';
 import { query, startServer, stopServer, type PgTarget } from '../activities/postgres';
 import { run } from '../activities/process';
+import { makeOwnedDir, osUserIds } from '../common/os-user';
 
 export const PG_BIN_DIR = process.env.PGDR_PG_BIN_DIR ?? '/usr/lib/postgresql/15/bin';
 
@@ -37,25 +37,6 @@ export interface LocalCluster extends PgTarget {
   logFile: string;
   /** The cluster entry for pgdr.yaml. */
   configEntry: Record<string, unknown>;
-}
-
-function ownerIds(user: string): { uid: number; gid: number } {
-  const me = userInfo();
-  if (user === me.username) return { uid: me.uid, gid: me.gid };
-  const line = readFileSync('/etc/passwd', 'utf8')
-    .split('\n')
-    .find((l: string) => l.startsWith(`${user}:`));
-  if (!line) throw new Error(`OS user "${user}" does not exist (install postgresql-15, which creates it)`);
-  const [, , uid, gid] = line.split(':');
-  return { uid: Number(uid), gid: Number(gid) };
-}
-
-/** mkdir -p owned by the cluster's OS user; parents stay as they are but must be traversable. */
-export function makeOwnedDir(path: string, user: string, mode = 0o750): void {
-  mkdirSync(path, { recursive: true });
-  const { uid, gid } = ownerIds(user);
-  if (process.getuid?.() === 0) chownSync(path, uid, gid);
-  chmodSync(path, mode);
 }
 
 export function localCluster(spec: LocalClusterSpec): LocalCluster {
@@ -132,7 +113,7 @@ export async function initLocalCluster(c: LocalCluster, opts: { cipher?: boolean
   makeOwnedDir(c.dir, c.osUser, 0o755);
   for (const d of ['socket', 'repo', 'log', 'lock', 'spool', ...(c.repo2Path ? ['repo2'] : [])]) makeOwnedDir(join(c.dir, d), c.osUser);
   writeFileSync(c.pgbackrestConfig, pgbackrestConf(c, opts), { mode: 0o640 });
-  const { uid, gid } = ownerIds(c.osUser);
+  const { uid, gid } = osUserIds(c.osUser);
   if (process.getuid?.() === 0) chownSync(c.pgbackrestConfig, uid, gid);
   if (existsSync(join(c.dataDir, 'PG_VERSION'))) return false;
 

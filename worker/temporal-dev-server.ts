@@ -5,7 +5,7 @@
 import { Connection } from '@temporalio/client';
 import { execa, type ResultPromise } from 'execa';
 import { readdirSync, readFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { portInUse } from '../common/net';
 import { devServerSearchAttributeArgs } from '../common/search-attributes';
 
 export interface DevServerOptions {
@@ -22,17 +22,6 @@ export interface DevServer {
   address: string;
   uiUrl: string;
   stop(): Promise<void>;
-}
-
-export function portInUse(port: number, host = '127.0.0.1'): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection({ port, host });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 export async function startTemporalDevServer(o: DevServerOptions): Promise<DevServer> {

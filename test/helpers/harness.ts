@@ -11,7 +11,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { query } from '../../activities/postgres';
 import { run } from '../../activities/process';
-import { pickFreePort } from '../../activities/restore';
+import { pickFreePort } from '../../common/net';
 import { loadConfig, type LoadedConfig } from '../../common/config';
 import { temporalBinary } from '../../common/paths';
 import { configYaml, initLocalCluster, localCluster, startLocalCluster, stopLocalCluster, type LocalCluster, type LocalClusterSpec } from '../../worker/local-cluster';
