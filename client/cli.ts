@@ -8,8 +8,6 @@ import { backupInputSchema, checkInput } from '../common/inputs';
 import { PROJECT_ROOT, STATE_DIR } from '../common/paths';
 import type { BackupResult, SetupStanzaResult, StanzaInfo } from '../common/types';
 import { formatBackupResult, formatStanzaInfo, times } from './format';
-import { runDev } from '../worker/dev';
-import { createWorkerSet } from '../worker/worker';
 import { CliError, connectClient, EXIT_CODES, runWorkflow, workflowId, type ErrorKind } from './temporal';
 import { registerApprovalCommands } from './approvals-cli';
 import { registerDrillCommands } from './drill-cli';
@@ -152,6 +150,8 @@ program
   .option('--no-workflows', 'do not serve the shared workflow task queue')
   .action(async (o: { host?: string[]; workflows: boolean }) => {
     const cfg = config();
+    // The worker (and its native runtime) loads only here and in `pgdr dev`, not for `pgdr approve` and the like.
+    const { createWorkerSet } = await import('../worker/worker.js');
     const set = await createWorkerSet({ config: cfg, hosts: o.host, workflows: o.workflows });
     process.stderr.write(`pgdr worker serving ${set.taskQueues.join(', ')} on ${cfg.temporal.address}\n`);
     const stop = () => set.shutdown();
@@ -164,6 +164,7 @@ program
   .command('dev')
   .description('the embedded default: Temporal dev server, a demo cluster and the worker (npm start)')
   .action(async () => {
+    const { runDev } = await import('../worker/dev.js');
     await runDev();
   });
 
