@@ -6,20 +6,46 @@ import { Client, Connection, WorkflowFailedError, type WorkflowHandle } from '@t
 import { runIdentity, startSearchAttributes } from '../common/search-attributes';
 import { isUnregisteredSearchAttributeError } from './search-attributes';
 import type { LoadedConfig } from '../common/config';
+import { checkTemporal, probeTemporal, TemporalConnectionProblem, TemporalTlsFileError, temporalConnectionOptions, type TemporalCheckReport } from '../common/temporal-connection';
 import type { RunbookState } from '../workflows/runbook';
 import { times } from './format';
 import { note } from './terminal';
 
 export async function connectClient(config: LoadedConfig): Promise<Client> {
-  const connection = await Connection.connect({
-    address: config.temporal.address,
-    tls: config.temporal.tls || undefined,
-    apiKey: config.temporal.apiKeyEnv ? process.env[config.temporal.apiKeyEnv] : undefined,
-    connectTimeout: '5s',
-  }).catch((err: Error) => {
-    throw new CliError(`cannot reach Temporal at ${config.temporal.address}: ${err.message}`, 'is the server running? `npm start` starts the embedded default', 'unreachable');
+  const options = (() => {
+    try {
+      return temporalConnectionOptions(config.temporal);
+    } catch (err) {
+      if (err instanceof TemporalTlsFileError) throw new CliError(`${config.file}: ${err.message}`, 'fix the path in temporal.tls', 'config');
+      throw err;
+    }
+  })();
+  const connection = await Connection.connect({ ...options, connectTimeout: '5s' }).catch(async (err: Error) => {
+    // gRPC only says "failed to connect": find out which step fails (DNS, TCP, TLS both ways).
+    const problem = await probeTemporal(config.temporal).then(() => undefined, (p: unknown) => p);
+    if (problem instanceof TemporalConnectionProblem && problem.kind !== 'refused') {
+      throw new CliError(`cannot reach Temporal at ${config.temporal.address}: ${problem.message}`, problem.hint, 'unreachable');
+    }
+    throw new CliError(`cannot reach Temporal at ${config.temporal.address}: ${problem instanceof Error ? problem.message : err.message}`, 'is the server running? `npm start` starts the embedded default', 'unreachable');
   });
   return new Client({ connection, namespace: config.temporal.namespace });
+}
+
+/**
+ * `pgdr config check` online: the Temporal server answers as configured (DNS, TCP, TLS/mTLS, version,
+ * namespace), as one line; otherwise a CliError saying exactly which step failed, with a hint.
+ */
+export async function checkTemporalConnection(config: LoadedConfig): Promise<{ line: string; report: TemporalCheckReport }> {
+  const report = await checkTemporal(config.temporal).catch((err: unknown) => {
+    if (err instanceof TemporalTlsFileError) throw new CliError(`${config.file}: ${err.message}`, 'fix the path in temporal.tls', 'config');
+    if (err instanceof TemporalConnectionProblem) {
+      throw new CliError(`${config.file} is valid, but Temporal at ${config.temporal.address}: ${err.message}`, err.hint, err.kind === 'namespace' ? 'config' : 'unreachable');
+    }
+    throw err;
+  });
+  const how = report.security === 'plain' ? 'without TLS' : `over ${report.security}${report.serverName ? ` (server name ${report.serverName})` : ''}`;
+  const retention = report.retentionDays !== undefined ? `, retention ${report.retentionDays} day(s)` : '';
+  return { line: `Temporal ${report.address}: ok — server ${report.serverVersion} ${how}; namespace ${report.namespace} ${report.namespaceState}${retention}`, report };
 }
 
 /**

@@ -97,6 +97,41 @@ export const clusterSchema = z
     pgBinDir: z.string().default('/usr/lib/postgresql/15/bin'),
     /** Server log file pgdr passes to `pg_ctl -l` when it starts this cluster (default <stateDir>/log/<name>-postgresql.log). */
     serverLog: z.string().optional(),
+    /**
+     * How pgdr starts, stops and checks this cluster's postmaster (host-local: each host's pgdr.yaml says how
+     * its PostgreSQL is run). `pg_ctl` (default): `pg_ctl -D dataDir` as osUser, configuration in the data
+     * directory. `pg_ctlcluster`: a Debian cluster (`pg_createcluster`; configuration in
+     * /etc/postgresql/<version>/<name>), started and stopped with `pg_ctlcluster` (as root; it goes through
+     * systemd when systemd runs the cluster). `commands`: your own argument arrays, run as the worker's user
+     * with PGDR_CLUSTER, PGDR_DATA_DIR, PGDR_PORT, PGDR_LOG_FILE and the repo passphrases in the environment;
+     * `status` exits 0 when the server runs (default: `pg_ctl status`).
+     */
+    control: z
+      .discriminatedUnion(
+        'method',
+        [
+          z.object({ method: z.literal('pg_ctl') }).strict(),
+          z
+            .object({
+              method: z.literal('pg_ctlcluster'),
+              /** The major version of the Debian cluster (default: from pgBinDir, /usr/lib/postgresql/<version>/bin). */
+              version: z.string().regex(/^\d+$/, 'a PostgreSQL major version like "15"').optional(),
+              /** The Debian cluster's name, as `pg_lsclusters` shows it (e.g. "main"). */
+              name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a Debian cluster name as pg_lsclusters shows it, like "main"'),
+            })
+            .strict(),
+          z
+            .object({
+              method: z.literal('commands'),
+              start: z.array(z.string().min(1)).min(1, 'an argument array, e.g. ["systemctl", "start", "postgresql@15-main"]'),
+              stop: z.array(z.string().min(1)).min(1, 'an argument array, e.g. ["systemctl", "stop", "postgresql@15-main"]'),
+              status: z.array(z.string().min(1)).min(1, 'an argument array that exits 0 when the server runs').optional(),
+            })
+            .strict(),
+        ],
+        { errorMap: (issue, ctx) => (issue.code === 'invalid_union_discriminator' ? { message: `"method" must be "pg_ctl", "pg_ctlcluster" (with "name") or "commands" (with "start" and "stop")` } : { message: ctx.defaultError }) },
+      )
+      .default({ method: 'pg_ctl' }),
     repos: z.array(repoSchema).min(1).default([{ index: 1 }]),
     backup: z
       .object({
@@ -243,7 +278,33 @@ export const configSchema = z
         uiUrl: z.string().default('http://127.0.0.1:8233'),
         /** Environment variable holding an API key (Temporal Cloud). */
         apiKeyEnv: z.string().optional(),
-        tls: z.boolean().default(false),
+        /**
+         * false: plain; true: TLS trusting the system's CAs (Temporal Cloud); or a private CA and/or mTLS:
+         * { caFile?, clientCertFile?, clientKeyFile?, serverName? } (paths relative to this file).
+         */
+        tls: z
+          .union(
+            [
+              z.boolean(),
+              z
+                .object({
+                  /** PEM CA bundle the server's certificate must chain to (default: the system's trusted CAs). */
+                  caFile: z.string().min(1, 'a path').optional(),
+                  /** PEM client certificate for mTLS (with clientKeyFile). */
+                  clientCertFile: z.string().min(1, 'a path').optional(),
+                  /** PEM private key of the client certificate (PKCS#8). */
+                  clientKeyFile: z.string().min(1, 'a path').optional(),
+                  /** The name the server's certificate must carry, when it differs from the address's host. */
+                  serverName: z.string().min(1, 'a host name').optional(),
+                })
+                .strict()
+                .refine((t) => Boolean(t.clientCertFile) === Boolean(t.clientKeyFile), {
+                  message: 'clientCertFile and clientKeyFile go together: give both (mTLS) or neither',
+                }),
+            ],
+            { errorMap: () => ({ message: 'expected true, false, or { caFile?, clientCertFile?, clientKeyFile?, serverName? }' }) },
+          )
+          .default(false),
       })
       .strict()
       .default({}),
@@ -290,6 +351,13 @@ export const configSchema = z
          * whichever channel they use, and the audit trail names them.
          */
         people: z.record(z.string().regex(/^[UW][A-Z0-9]{2,}$/, 'a Slack user id like U024BE7LH'), z.string().min(1)).default({}),
+        /**
+         * The host whose worker appends the approval audit log (<its stateDir>/audit/approvals.jsonl), whichever
+         * worker runs the gate: one log for the whole installation. Any host with a worker (`pgdr worker --host`),
+         * e.g. one that survives the loss of a database host; default: the host of the first cluster. When no
+         * worker serves it for 2 minutes, a gate appends on the shared queue's worker instead (with a warning).
+         */
+        auditHost: identifier.optional(),
       })
       .strict()
       .default({}),
@@ -303,6 +371,9 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['clusters', i, 'name'], message: `duplicate cluster name "${c.name}"` });
       }
       seen.add(c.name);
+      if (c.control.method === 'pg_ctlcluster' && !c.control.version && !debianVersionOf(c.pgBinDir)) {
+        ctx.addIssue({ code: 'custom', path: ['clusters', i, 'control', 'version'], message: `needed: pgBinDir ${c.pgBinDir} does not name a version (/usr/lib/postgresql/<version>/bin)` });
+      }
       const repoIdx = new Set<number>();
       c.repos.forEach((r, j) => {
         if (repoIdx.has(r.index)) {
@@ -313,9 +384,16 @@ export const configSchema = z
     });
   });
 
+/** The major version in a Debian pgBinDir (/usr/lib/postgresql/15/bin → "15"). */
+export function debianVersionOf(pgBinDir: string): string | undefined {
+  return /\/postgresql\/(\d+)\/bin\/?$/.exec(pgBinDir)?.[1];
+}
+
 export type PgdrConfig = z.infer<typeof configSchema>;
 export type ClusterConfig = z.infer<typeof clusterSchema>;
 export type RepoConfig = z.infer<typeof repoSchema>;
+/** How a cluster's postmaster is started and stopped (activities/postgres.ts). */
+export type ControlConfig = ClusterConfig['control'];
 export type ChecklistItemConfig = z.infer<typeof checklistItemSchema>;
 export type ApprovalPolicy = z.infer<typeof approvalPolicySchema>;
 export type ValidationQuery = z.infer<typeof validationQuerySchema>;
@@ -384,9 +462,13 @@ export function validateConfig(raw: unknown, file: string): LoadedConfig {
     if (c.restore.newClusterDir) c.restore.newClusterDir = abs(c.restore.newClusterDir);
     if (c.fullSite.scratchDir) c.fullSite.scratchDir = abs(c.fullSite.scratchDir);
     c.serverLog = c.serverLog ? abs(c.serverLog) : resolve(abs(cfg.stateDir), 'log', `${c.name}-postgresql.log`);
+    if (c.control.method === 'pg_ctlcluster' && !c.control.version) c.control.version = debianVersionOf(c.pgBinDir);
     for (const r of c.repos) if (r.cipherPassFile) r.cipherPassFile = abs(r.cipherPassFile);
   }
   if (cfg.worker.metricsTextfile) cfg.worker.metricsTextfile = abs(cfg.worker.metricsTextfile);
+  cfg.approvals.auditHost ??= cfg.clusters[0].host;
+  const tls = cfg.temporal.tls;
+  if (typeof tls === 'object') for (const k of ['caFile', 'clientCertFile', 'clientKeyFile'] as const) if (tls[k]) tls[k] = abs(tls[k]);
   return { ...cfg, file: resolve(file), stateDirAbs: abs(cfg.stateDir) };
 }
 

