@@ -23,6 +23,7 @@ import {
 } from '../common/approvals';
 import { when } from '../common/human-time';
 import { log } from '../common/log';
+import { hostTaskQueue } from '../common/types';
 import type { ActivityDeps } from './context';
 import { slackTarget, workflowUrl } from './slack';
 
@@ -183,6 +184,8 @@ export function approvalActivities({ config }: ActivityDeps) {
         remindEvery: p.remindEvery,
         people: { ...config.approvals.people },
         slack: Boolean(slackTarget(config)),
+        // One audit log for the installation: the gate appends it on this host's queue (its stateDir).
+        auditTaskQueue: hostTaskQueue(config.approvals.auditHost ?? config.clusters[0].host),
       };
     },
 
@@ -225,7 +228,8 @@ export function approvalActivities({ config }: ActivityDeps) {
 
     /**
      * Append audit records to audit/approvals.jsonl under the state folder (created if missing). Append
-     * only; a retried activity may write a record twice (same content), never lose one.
+     * only; a retried activity may write a record twice (same content), never lose one. Runs on the task
+     * queue of approvals.auditHost (approvalPolicy's auditTaskQueue), so the log is in one place.
      */
     async appendApprovalAudit({ records }: { records: ApprovalAuditRecord[] }): Promise<{ file: string; written: number }> {
       const file = approvalAuditFile(config);

@@ -9,6 +9,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { ClusterConfig, LoadedConfig } from '../common/config';
 import { checkInput, dropRestoredClusterInputSchema } from '../common/inputs';
 import { requireCluster, type ActivityDeps } from './context';
+import { newClusterDirOf } from './checks';
 import { FAILURE } from './pgbackrest';
 import { query, serverState, startServer, stopServer } from './postgres';
 import { removeTree, restoredTarget, stopRestoredCopy } from './restore';
@@ -105,15 +106,18 @@ export function newClusterActivities({ config }: ActivityDeps) {
      * Decide where the new cluster goes; refuses a name or directory in use, a port in use, a dataDir outside
      * the restore folder (newClusterDir, after `..` and symlinks) and production paths. Creates nothing.
      */
-    async planNewCluster(input: { cluster: string; name: string; dataDir?: string; port?: number; newClusterDir: string }): Promise<NewClusterLayout> {
+    async planNewCluster(input: { cluster: string; name: string; dataDir?: string; port?: number; newClusterDir?: string }): Promise<NewClusterLayout> {
       const c = cluster(input.cluster);
+      // restore.newClusterDir is host-local: THIS host's folder, not the one the shared queue's worker named
+      // (input.newClusterDir, from restoreSettings, is kept for runs in flight and otherwise ignored).
+      const newClusterDir = newClusterDirOf(config, c);
       if (config.clusters.some((x) => x.name === input.name)) {
         throw ApplicationFailure.nonRetryable(`"${input.name}" is the name of a configured production cluster; pick another name`, FAILURE.badInput);
       }
       if (readRecord(config, input.name)) throw ApplicationFailure.nonRetryable(`a restored cluster named "${input.name}" already exists (pgdr clusters list)`, FAILURE.badInput);
-      let dataDir = join(input.newClusterDir, input.name, 'data');
+      let dataDir = join(newClusterDir, input.name, 'data');
       if (input.dataDir) {
-        const root = canonicalOrResolved(input.newClusterDir);
+        const root = canonicalOrResolved(newClusterDir);
         try {
           dataDir = canonicalPath(input.dataDir);
         } catch (err) {

@@ -7,6 +7,7 @@ import { WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError, 
 import type { Command } from 'commander';
 import {
   APPROVAL_STATE_QUERY,
+  APPROVAL_RUNBOOKS,
   APPROVE_UPDATE,
   REJECT_UPDATE,
   listOr,
@@ -81,7 +82,9 @@ async function queryState(client: Client, workflowId: string, timeoutMs = 3000):
 /** Pending approvals across the running workflows of pgdr's task queue. */
 export async function listPendingApprovals(client: Client, config: LoadedConfig): Promise<ApprovalView[]> {
   const ids: string[] = [];
-  const q = `ExecutionStatus = "Running" AND TaskQueue = "${config.temporal.taskQueue.replace(/"/g, '')}"`;
+  // Only the runbooks with an approval gate (not schedules' routine runs, not the shared-config record).
+  const types = APPROVAL_RUNBOOKS.map((t) => `"${t}"`).join(', ');
+  const q = `ExecutionStatus = "Running" AND TaskQueue = "${config.temporal.taskQueue.replace(/"/g, '')}" AND WorkflowType IN (${types})`;
   for await (const w of client.workflow.list({ query: q })) ids.push(w.workflowId);
   const out: ApprovalView[] = [];
   for (let i = 0; i < ids.length; i += 8) {

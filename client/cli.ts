@@ -15,6 +15,7 @@ import { registerScheduleCommands } from './schedules-cli';
 import { registerRestoreCommands } from './restore-cli';
 import { registerDrCommands } from './dr-cli';
 import { registerRunsCommands } from './runs-cli';
+import { registerSharedConfigCommands } from './shared-config-cli';
 
 const program = new Command();
 program
@@ -132,16 +133,8 @@ stanza
   });
 
 const configCmd = program.command('config').description('configuration');
-configCmd
-  .command('check')
-  .description('validate the config file')
-  .action(() => {
-    const cfg = config();
-    print(`${cfg.file}: ok — ${cfg.clusters.length} cluster(s): ${cfg.clusters.map((c) => `${c.name} (host ${c.host}, stanza ${c.stanza})`).join(', ')}`, {
-      file: cfg.file,
-      ok: true,
-    });
-  });
+// `config check` (the file, and its shared part against the published one) and `config publish`.
+registerSharedConfigCommands(configCmd, { config, print });
 
 program
   .command('worker')
@@ -152,7 +145,11 @@ program
     const cfg = config();
     // The worker (and its native runtime) loads only here and in `pgdr dev`, not for `pgdr approve` and the like.
     const { createWorkerSet } = await import('../worker/worker.js');
-    const set = await createWorkerSet({ config: cfg, hosts: o.host, workflows: o.workflows });
+    const set = await createWorkerSet({ config: cfg, hosts: o.host, workflows: o.workflows }).catch((err: Error) => {
+      // This file's shared part disagrees with the published one: a config error (exit 3), the message says the fix.
+      if (err.name === 'SharedConfigMismatchError') throw new CliError(err.message, 'pgdr config check shows the differences', 'config');
+      throw err;
+    });
     process.stderr.write(`pgdr worker serving ${set.taskQueues.join(', ')} on ${cfg.temporal.address}\n`);
     const stop = () => set.shutdown();
     process.on('SIGINT', stop);

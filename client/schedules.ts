@@ -78,53 +78,69 @@ export function specText(s: Exclude<ScheduleSpecConfig, false>): string {
   return `${s.cron ? `cron "${s.cron}" UTC` : `every ${s.every}`}${s.jitter ? `, jitter ${s.jitter}` : ''}`;
 }
 
+const BACKUP_KINDS: readonly ScheduleKind[] = ['full', 'diff', 'incr'];
+
+/**
+ * The repositories a schedule of this kind backs up to. pgBackRest backs up to one repository per run (repo1
+ * unless --repo), and backupFreshness checks every configured repository: with several repos, each backup kind
+ * gets one schedule per repo — `pgdr:<cluster>:<kind>` for the first, `pgdr:<cluster>:<kind>:repo<N>` for the
+ * others. One repo (or not a backup): one schedule, its input without `repo`, as before.
+ */
+function scheduleRepos(c: ClusterConfig, kind: ScheduleKind): (number | undefined)[] {
+  if (!BACKUP_KINDS.includes(kind) || c.repos.length < 2) return [undefined];
+  return c.repos.map((r) => r.index);
+}
+
 /** Every schedule the config asks for, fully built. */
 export function desiredSchedules(config: LoadedConfig, opts: { searchAttributes?: boolean } = {}): DesiredSchedule[] {
   const withAttributes = opts.searchAttributes ?? true;
   const out: DesiredSchedule[] = [];
   for (const c of config.clusters) {
     for (const kind of SCHEDULE_KINDS) {
-      const s = c.schedules[kind];
-      if (s === false) continue;
-      const a = ACTIONS[kind];
-      const id = scheduleId(c.name, kind);
-      const spec: ScheduleSpec = {
-        ...(s.cron ? { cronExpressions: [s.cron] } : { intervals: [{ every: s.every as Duration }] }),
-        ...(s.jitter ? { jitter: s.jitter as Duration } : {}),
-        timezone: 'UTC',
-      };
-      const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: (s.catchupWindow ?? a.catchupWindow) as Duration, pauseOnFailure: false as const };
-      const input = a.input(c.name, c);
-      const summary = `Scheduled ${a.describe} of cluster ${c.name}`;
-      // Found with the runbooks it starts (PgdrCluster, PgdrRunbook…), when the namespace has the attributes.
-      const identity = withAttributes ? runIdentity(a.workflowType, input, () => c.host) : undefined;
-      const base = { workflowType: a.workflowType, input, taskQueue: config.temporal.taskQueue, spec, policies, summary, identity };
-      const fingerprint = createHash('sha256').update(JSON.stringify(base)).digest('hex').slice(0, 16);
-      const action: ScheduleOptionsStartWorkflowAction<Workflow> = {
-        type: 'startWorkflow',
-        workflowType: a.workflowType,
-        args: [input],
-        taskQueue: config.temporal.taskQueue,
-        // Temporal appends the scheduled time: pgdr-main-full-2024-01-15T02:00:00Z
-        workflowId: `pgdr-${c.name}-${kind}`,
-        staticSummary: summary,
-        staticDetails: `Started by schedule \`${id}\` (${specText(s)}).\n\n\`\`\`json\n${JSON.stringify(input, null, 2)}\n\`\`\``,
-        memo: { pgdrSchedule: id, pgdrFingerprint: fingerprint },
-        ...(identity ? { typedSearchAttributes: startSearchAttributes(identity) } : {}),
-      };
-      out.push({
-        scheduleId: id,
-        cluster: c.name,
-        kind,
-        workflowType: a.workflowType,
-        input,
-        specText: specText(s),
-        spec,
-        policies,
-        action,
-        fingerprint,
-        owner: { managedBy: 'pgdr', taskQueue: config.temporal.taskQueue, cluster: c.name, kind },
-      });
+      for (const [n, repo] of scheduleRepos(c, kind).entries()) {
+        const s = c.schedules[kind];
+        if (s === false) continue;
+        const a = ACTIONS[kind];
+        const suffix = n > 0 ? `:repo${repo}` : '';
+        const id = `${scheduleId(c.name, kind)}${suffix}`;
+        const spec: ScheduleSpec = {
+          ...(s.cron ? { cronExpressions: [s.cron] } : { intervals: [{ every: s.every as Duration }] }),
+          ...(s.jitter ? { jitter: s.jitter as Duration } : {}),
+          timezone: 'UTC',
+        };
+        const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: (s.catchupWindow ?? a.catchupWindow) as Duration, pauseOnFailure: false as const };
+        const input = repo === undefined ? a.input(c.name, c) : { ...a.input(c.name, c), repo };
+        const summary = `Scheduled ${a.describe} of cluster ${c.name}${repo === undefined ? '' : ` to repo${repo}`}`;
+        // Found with the runbooks it starts (PgdrCluster, PgdrRunbook…), when the namespace has the attributes.
+        const identity = withAttributes ? runIdentity(a.workflowType, input, () => c.host) : undefined;
+        const base = { workflowType: a.workflowType, input, taskQueue: config.temporal.taskQueue, spec, policies, summary, identity };
+        const fingerprint = createHash('sha256').update(JSON.stringify(base)).digest('hex').slice(0, 16);
+        const action: ScheduleOptionsStartWorkflowAction<Workflow> = {
+          type: 'startWorkflow',
+          workflowType: a.workflowType,
+          args: [input],
+          taskQueue: config.temporal.taskQueue,
+          // Temporal appends the scheduled time: pgdr-main-full-2024-01-15T02:00:00Z
+          workflowId: `pgdr-${c.name}-${kind}${suffix.replace(':', '-')}`,
+          staticSummary: summary,
+          staticDetails: `Started by schedule \`${id}\` (${specText(s)}).\n\n\`\`\`json\n${JSON.stringify(input, null, 2)}\n\`\`\``,
+          memo: { pgdrSchedule: id, pgdrFingerprint: fingerprint },
+          ...(identity ? { typedSearchAttributes: startSearchAttributes(identity) } : {}),
+        };
+        out.push({
+          scheduleId: id,
+          cluster: c.name,
+          kind,
+          workflowType: a.workflowType,
+          input,
+          specText: specText(s),
+          spec,
+          policies,
+          action,
+          fingerprint,
+          owner: { managedBy: 'pgdr', taskQueue: config.temporal.taskQueue, cluster: c.name, kind },
+        });
+      }
     }
   }
   return out;

@@ -7,6 +7,9 @@ import { z } from 'zod';
 
 /** Runbook kinds with an approval policy in the config (`approvals.<kind>`). */
 export type ApprovalKind = 'restoreInPlace' | 'fullSiteRecovery' | 'expire' | 'cleanup' | 'demo';
+
+/** The runbooks (workflow types) that can wait at an approval gate: where `pgdr approvals list` looks. */
+export const APPROVAL_RUNBOOKS = ['restoreInPlace', 'fullSiteRecovery', 'cleanupRestore', 'demoApproval'] as const;
 export const APPROVAL_KINDS: readonly ApprovalKind[] = ['restoreInPlace', 'fullSiteRecovery', 'expire', 'cleanup', 'demo'];
 
 export type ApprovalStatus = 'pending' | 'approved' | 'rejected' | 'expired';
@@ -44,6 +47,11 @@ export interface ResolvedApprovalPolicy {
   people: Record<string, string>;
   /** True when Slack messages can be sent (channel and token present). */
   slack: boolean;
+  /**
+   * Task queue of approvals.auditHost, where the audit log is appended whichever worker runs the gate
+   * (absent in answers recorded before it existed: those runs append on the shared queue as they did).
+   */
+  auditTaskQueue?: string;
 }
 
 /** The arguments of the `approve` / `reject` Updates. */

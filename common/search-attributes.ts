@@ -37,10 +37,10 @@ export function devServerSearchAttributeArgs(): string[] {
 export const DESTRUCTIVE_RUNBOOKS = ['restoreInPlace', 'cleanupRestore', 'fullSiteRecovery', 'dropRestoredCluster'];
 
 /**
- * Read-only lookups and routine health checks: `pgdr runs` leaves them out unless asked (`--all`,
- * `--runbook`), so that they do not bury the runbooks.
+ * Read-only lookups and routine health checks (and the shared configuration's record, which always runs):
+ * `pgdr runs` leaves them out unless asked (`--all`, `--runbook`), so that they do not bury the runbooks.
  */
-export const ROUTINE_RUNBOOKS = ['backupStatus', 'restoredClusters', 'backupFreshness', 'archiveHealth'];
+export const ROUTINE_RUNBOOKS = ['backupStatus', 'restoredClusters', 'backupFreshness', 'archiveHealth', 'sharedConfig'];
 
 export interface RunIdentity {
   runbook: string;

@@ -39,9 +39,12 @@ before(async () => {
       // Sign-offs and pause decisions of a full-site recovery: only these people, on every channel.
       fullSiteRecovery: { approvers: ['dave', 'U0BOB'] },
       people: { U0ALICE: 'alice', U0BOB: 'bob', U0DAVE: 'dave' },
+      // The audit log is appended on this host's queue (not "nohost", whose worker starts only when needed).
+      auditHost: 'audit',
     },
   });
   await h.startWorker({ hosts: [] });
+  await h.startWorker({ hosts: ['audit'], workflows: false });
   srv = await startSlackServer({ config: h.config, client: h.client, signingSecret: SECRET, port: 0, onOutcome: (o) => outcomes.push(o) });
 });
 

@@ -148,8 +148,8 @@ let appServer: Server;
 let appHits = 0;
 const workers: ChildProcess[] = [];
 /** A worker process for one "host", stopped at the end of the file. */
-const startWorkerProcess = async (configFile: string) => {
-  const p = await startProcess(configFile);
+const startWorkerProcess = async (configFile: string, host: string) => {
+  const p = await startProcess(configFile, { PGDR_WORKER_HOSTS: host });
   workers.push(p);
   return p;
 };
@@ -226,20 +226,10 @@ before(async () => {
   old = await h.addCluster({ name: 'main', host: 'old', repo2: true }, { cipher: true });
   writeFileSync(old.pgbackrestConfig, pgbackrestConf(old, { cipher: true }).replace('repo1-cipher-type=aes-256-cbc', `repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=${PASS}`));
   // dave and erin sign the checklists: every sign-off and pause decision needs someone on this allowlist.
-  const approvals = { fullSiteRecovery: { approvers: ['alice', 'bob', 'carol', 'dave', 'erin'], required: 2, expiresIn: '10m', remindEvery: '5m' } };
+  // The audit log on the host that survives (approvals.auditHost: any host with a worker).
+  const approvals = { fullSiteRecovery: { approvers: ['alice', 'bob', 'carol', 'dave', 'erin'], required: 2, expiresIn: '10m', remindEvery: '5m' }, auditHost: 'new' };
   const address = h.env.connection.options.address;
   const oldFile = join(h.root, 'old.yaml');
-  writeFileSync(
-    oldFile,
-    configYaml({
-      clusters: [{ ...old.configEntry, restore: { expectTables: { orders: 1 } } }],
-      temporalAddress: address,
-      taskQueue: QUEUE,
-      stateDir: join(h.root, 'old-state'),
-      extra: { worker: { metricsPort: 0 }, approvals },
-    }),
-  );
-  loadConfig(oldFile);
 
   // --- the new host: its own folders, port, pgBackRest config (same repositories), secret file, state ---
   newDir = join(h.root, 'new');
@@ -285,6 +275,12 @@ before(async () => {
   const appPort = await freePort();
   await new Promise<void>((r) => appServer.listen(appPort, '127.0.0.1', r));
   newTarget = { dataDir: join(newDir, 'data'), port: newPort, socketDir: join(newDir, 'socket'), osUser: 'postgres', pgBinDir: PG_BIN_DIR, dbUser: 'postgres', database: 'postgres' };
+  // One shared configuration (worker/shared-config-guard.ts): both files say the same about main — its home host
+  // "old", restore settings, applications — and differ in host-local fields only (paths, port, secrets, state).
+  const mainShared = {
+    restore: { expectTables: { orders: 1 }, copyDelta: true },
+    applications: [{ id: 'api-health', title: 'The API answers /healthz', url: `http://127.0.0.1:${appPort}/healthz` }],
+  };
   const newFile = join(h.root, 'new.yaml');
   writeFileSync(
     newFile,
@@ -292,7 +288,7 @@ before(async () => {
       clusters: [
         {
           name: 'main',
-          host: 'new',
+          host: 'old',
           stanza: 'main',
           pgbackrestConfig: newConf,
           dataDir: newTarget.dataDir,
@@ -305,8 +301,7 @@ before(async () => {
             { index: 1, name: 'local', cipherPassFile: passFile },
             { index: 2, name: 'offsite' },
           ],
-          restore: { expectTables: { orders: 1 }, copyDelta: true },
-          applications: [{ id: 'api-health', title: 'The API answers /healthz', url: `http://127.0.0.1:${appPort}/healthz` }],
+          ...mainShared,
           fullSite: { scratchDir: scratchRoot, dnsSwitchCommand: ['sh', '-c', `echo "$PGDR_CLUSTER $PGDR_TARGET_HOST $PGDR_PORT" > ${dnsFile}`] },
         },
       ],
@@ -317,9 +312,20 @@ before(async () => {
     }),
   );
   loadConfig(newFile);
+  writeFileSync(
+    oldFile,
+    configYaml({
+      clusters: [{ ...old.configEntry, ...mainShared }],
+      temporalAddress: address,
+      taskQueue: QUEUE,
+      stateDir: join(h.root, 'old-state'),
+      extra: { worker: { metricsPort: 0 }, approvals },
+    }),
+  );
+  loadConfig(oldFile);
 
   // --- production on the old host: stanza, a full backup in each repo, then more rows, archived ---
-  oldWorker = await startWorkerProcess(oldFile);
+  oldWorker = await startWorkerProcess(oldFile, 'old');
   await sql(old, "CREATE TABLE orders (id serial PRIMARY KEY, tag text NOT NULL); INSERT INTO orders (tag) SELECT 'before-backup' FROM generate_series(1, 100)");
   await h.client.workflow.execute('setupStanza', { taskQueue: QUEUE, workflowId: `setup-${Date.now()}`, args: [{ cluster: 'main' }] });
   // A full backup in each repo. (pgBackRest directly: pgdr's `backup` runbook reads `info` across all repos,
@@ -331,7 +337,7 @@ before(async () => {
   await sql(old, "INSERT INTO orders (tag) SELECT 'after-backup' FROM generate_series(1, 50)");
   await switchWalAndWaitArchived(old);
   // Only now the new host's worker joins (both serve the shared workflow queue from here on).
-  await startWorkerProcess(newFile);
+  await startWorkerProcess(newFile, 'new');
 });
 
 after(async () => {

@@ -190,7 +190,8 @@ export async function runDev(): Promise<void> {
       },
     ]);
 
-    const workers = await createWorkerSet({ config });
+    // The embedded default owns its Temporal server: its config is the shared reference (no publish step).
+    const workers = await createWorkerSet({ config, sharedConfig: 'publish' });
     const running = workers.run();
     cleanups.push([
       'worker',

@@ -7,8 +7,10 @@ import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporal
 import { temporalLogger } from '../common/log';
 import { createActivities } from '../activities';
 import type { LoadedConfig } from '../common/config';
+import { explainConnectFailure, temporalConnectionOptions } from '../common/temporal-connection';
 import { hostTaskQueue } from '../common/types';
 import { livenessInterceptor } from './liveness';
+import { guardSharedConfig } from './shared-config-guard';
 import { startObservability } from './observability';
 
 /**
@@ -26,6 +28,12 @@ export interface WorkerSetOptions {
   connection?: NativeConnection;
   /** A pre-built workflow bundle (tests build it once per suite). */
   workflowBundle?: WorkerOptions['workflowBundle'];
+  /**
+   * The shared configuration (worker/shared-config-guard.ts): 'verify' (default) refuses to start when this
+   * file's shared part differs from the one published in Temporal; 'publish' (the embedded default and
+   * in-process test workers, which own their server) makes this file the reference.
+   */
+  sharedConfig?: 'verify' | 'publish';
 }
 
 export interface WorkerSet {
@@ -53,11 +61,14 @@ export async function createWorkerSet(opts: WorkerSetOptions): Promise<WorkerSet
   installRuntime();
   const connection =
     opts.connection ??
-    (await NativeConnection.connect({
-      address: config.temporal.address,
-      tls: config.temporal.tls || undefined,
-      apiKey: config.temporal.apiKeyEnv ? process.env[config.temporal.apiKeyEnv] : undefined,
+    (await NativeConnection.connect(temporalConnectionOptions(config.temporal)).catch(async (err: unknown) => {
+      throw await explainConnectFailure(config.temporal, err);
     }));
+  // Refuse to start when this file's shared part disagrees with the published one (or publish it: first worker).
+  const guard = await guardSharedConfig({ config, connection, mode: opts.sharedConfig }).catch(async (err) => {
+    if (!opts.connection) await connection.close();
+    throw err;
+  });
   const activities = createActivities(config);
   const hosts = opts.hosts ?? [...new Set(config.clusters.map((c) => c.host))];
   const common = {
@@ -68,18 +79,22 @@ export async function createWorkerSet(opts: WorkerSetOptions): Promise<WorkerSet
   };
   const workers: Worker[] = [];
   if (opts.workflows !== false) {
-    workers.push(
-      await Worker.create({
-        ...common,
-        taskQueue: config.temporal.taskQueue,
-        activities,
-        maxCachedWorkflows: config.worker.maxCachedWorkflows,
-        stickyQueueScheduleToStartTimeout: config.worker.stickyQueueTimeout as never,
-        ...(opts.workflowBundle
-          ? { workflowBundle: opts.workflowBundle }
-          : { workflowsPath: require.resolve('../workflows'), interceptors: { ...common.interceptors, workflowModules: WORKFLOW_INTERCEPTOR_MODULES } }),
-      }),
-    );
+    // Only the shared queue's activities check the shared configuration before each decision.
+    const sharedInterceptors = { activity: [livenessInterceptor, guard.interceptor] };
+    const shared = await Worker.create({
+      ...common,
+      interceptors: sharedInterceptors,
+      taskQueue: config.temporal.taskQueue,
+      activities,
+      maxCachedWorkflows: config.worker.maxCachedWorkflows,
+      stickyQueueScheduleToStartTimeout: config.worker.stickyQueueTimeout as never,
+      ...(opts.workflowBundle
+        ? { workflowBundle: opts.workflowBundle }
+        : { workflowsPath: require.resolve('../workflows'), interceptors: { ...sharedInterceptors, workflowModules: WORKFLOW_INTERCEPTOR_MODULES } }),
+    });
+    // A mismatch found while serving: stop polling the shared queue; the host queues go on.
+    guard.onMismatch(() => shared.getState() === 'RUNNING' && shared.shutdown());
+    workers.push(shared);
   }
   for (const host of hosts) {
     workers.push(await Worker.create({ ...common, taskQueue: hostTaskQueue(host), activities }));

@@ -36,7 +36,8 @@
  * Temporal namespace can make them. Slack clicks are authenticated by Slack's signature and authorized on
  * the Slack user id. Protect the namespace accordingly.
  */
-import { ApplicationFailure, condition, defineQuery, defineUpdate, proxyActivities, setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, condition, defineQuery, defineUpdate, log, proxyActivities, setCurrentDetails, setHandler, TimeoutFailure, workflowInfo } from '@temporalio/workflow';
+import { TimeoutType } from '@temporalio/common';
 import type { Activities } from '../activities';
 import {
   APPROVAL_STATE_QUERY,
@@ -108,6 +109,23 @@ const unwritten: ApprovalAuditRecord[] = [];
 let seq = 0;
 let registered = false;
 let shownIn: Runbook | undefined;
+/** approvals.auditHost's task queue (approvalPolicy's answer): the one place the audit log is appended. */
+let auditQueue: string | undefined;
+
+/**
+ * The audit append on approvals.auditHost's queue. A host that is down (e.g. the one a full-site recovery
+ * replaces) must not hold the gate: after AUDIT_HOST_WAIT without a worker there, the records are appended
+ * on the shared queue instead (and a warning says so).
+ */
+const AUDIT_HOST_WAIT = '2m';
+function auditOn(taskQueue: string) {
+  return proxyActivities<Activities>({
+    taskQueue,
+    scheduleToStartTimeout: AUDIT_HOST_WAIT,
+    startToCloseTimeout: '1m',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: ['BadInput'] },
+  });
+}
 
 /** Every approval of this workflow so far (requests, votes, outcomes): put it into the runbook's result. */
 export function approvalAudit(): ApprovalView[] {
@@ -210,7 +228,17 @@ async function flushAudit(): Promise<void> {
   while (unwritten.length) {
     const batch = unwritten.splice(0, unwritten.length);
     try {
-      await acts.appendApprovalAudit({ records: batch });
+      if (!auditQueue) await acts.appendApprovalAudit({ records: batch }); // runs recorded before approvals.auditHost
+      else {
+        try {
+          await auditOn(auditQueue).appendApprovalAudit({ records: batch });
+        } catch (err) {
+          if (!(err instanceof Error && err.cause instanceof TimeoutFailure && err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START)) throw err;
+          log.warn(`no worker on ${auditQueue} (approvals.auditHost) for ${AUDIT_HOST_WAIT}: the approval audit records go to the shared queue's worker instead`);
+          auditQueue = undefined;
+          await acts.appendApprovalAudit({ records: batch });
+        }
+      }
     } catch (err) {
       unwritten.unshift(...batch);
       throw err;
@@ -241,6 +269,7 @@ export async function requestApproval(req: ApprovalRequest): Promise<ApprovalDec
   if (pendingView()) throw bad(`another approval (${pendingView()!.approvalId}) is still pending in this workflow`);
 
   const policy = await acts.approvalPolicy({ kind: req.kind });
+  auditQueue = policy.auditTaskQueue;
   const approvers = req.approvers ? policy.approvers.filter((a) => req.approvers!.includes(a)) : policy.approvers;
   const required = Math.max(policy.required, req.required ?? 0);
   const expiresIn = req.expiresIn ?? policy.expiresIn;

@@ -14,3 +14,4 @@ export { dropRestoredCluster } from './drop-restored-cluster';
 export { fullSiteRecovery } from './full-site-recovery';
 export { restoredClusterPower } from './restored-cluster-power';
 export { closeWalGap } from './close-wal-gap';
+export { sharedConfig } from './shared-config';

@@ -126,6 +126,8 @@ export class Harness {
       workflows: opts.workflows,
       connection: this.env.nativeConnection,
       workflowBundle: await workflowBundle(),
+      // The test owns its server: a restarted worker with a changed file makes it the shared reference.
+      sharedConfig: 'publish',
     });
     this.workers.push({ set, done: set.run() });
     return set;

@@ -9,7 +9,9 @@ async function main() {
   const config = loadConfig(process.argv[2]);
   // A bundle built once by the test (harness workflowBundleFile) makes a restarted worker ready in a second.
   const codePath = process.env.PGDR_WORKFLOW_BUNDLE;
-  const set = await createWorkerSet({ config, ...(codePath ? { workflowBundle: { codePath } } : {}) });
+  // PGDR_WORKER_HOSTS=a,b: the hosts this process owns (default: every host in the file), as `pgdr worker --host`.
+  const hosts = process.env.PGDR_WORKER_HOSTS ? process.env.PGDR_WORKER_HOSTS.split(',') : undefined;
+  const set = await createWorkerSet({ config, hosts, ...(codePath ? { workflowBundle: { codePath } } : {}) });
   process.on('SIGTERM', () => set.shutdown());
   const running = set.run();
   process.stdout.write(`ready ${set.taskQueues.join(',')}\n`);
