@@ -24,7 +24,7 @@ import { RUN_TAG_RE, runTag, type RunIdentity } from '../common/run-identity';
 import { requireCluster, type ActivityDeps } from './context';
 import { currentRun, ownedBy, ownerText, readMarker, removeMarker, requireOwned, writeMarker, type OwnedWhat } from './owned-dirs';
 import { FAILURE, lastLines, secretEnv } from './pgbackrest';
-import { pgCtl, query, serverState, startServer, stopServer } from './postgres';
+import { controlProblems, query, serverState, startServer, stopServer } from './postgres';
 import { run } from './process';
 import { killStrayRestores, startAndAwaitPromotion, type RecoveryReport, type RestoreRequest } from './restore';
 import { removeStaging, restoreViaStaging, supportsReflinks, type RestoreMode, type StagedRestoreOutcome } from './staged-restore';
@@ -189,6 +189,9 @@ export function inPlaceActivities({ config }: ActivityDeps) {
       if (!existsSync(`${c.dataDir}/PG_VERSION`) && !existsSync(p.aside)) {
         throw ApplicationFailure.nonRetryable(`${c.dataDir} is not a PostgreSQL data directory (no PG_VERSION). Nothing was touched.`, FAILURE.badInput);
       }
+      // How the cluster is stopped and started again (control) must work before anything is stopped.
+      const problems = await controlProblems(c, secretEnv(c), c.pgbackrestConfig);
+      if (problems.length) throw ApplicationFailure.nonRetryable(`${problems.join('; ')}. Nothing was touched.`, FAILURE.badInput);
       return { ...p, run: tag, running: (await serverState(c)) === 'running' };
     },
 
@@ -307,10 +310,9 @@ export function inPlaceActivities({ config }: ActivityDeps) {
       if (existsSync(p.aside)) {
         requireOwned(p.aside, me, 'put back');
         if (await postmasterRunning(c, c.dataDir)) {
-          const r = await pgCtl(c, ['-m', input.afterPromotion ? 'fast' : 'immediate', '-w', '-t', '120', 'stop']);
-          if (r.exitCode !== 0 && (await postmasterRunning(c, c.dataDir))) {
-            throw ApplicationFailure.retryable(`cannot stop the restored server in ${c.dataDir}: ${lastLines(r.stderr, 3)}`, 'RollbackFailed');
-          }
+          await stopServer(c, 120, input.afterPromotion ? 'fast' : 'immediate').catch((e: Error) => {
+            throw ApplicationFailure.retryable(`cannot stop the restored server in ${c.dataDir}: ${e.message}`, 'RollbackFailed');
+          });
         }
         if (existsSync(c.dataDir)) {
           if (isEmptyDir(c.dataDir)) rmdirSync(c.dataDir);
@@ -349,7 +351,7 @@ export function inPlaceActivities({ config }: ActivityDeps) {
           note += `; it could NOT be moved to a new timeline (${(err as Error).message.split('\n')[0]}): take a full backup now, and until then do not restore this cluster to "latest"`;
         }
       }
-      if ((await serverState(c)) !== 'running') await startServer(c, c.serverLog!, 600, secretEnv(c));
+      if ((await serverState(c)) !== 'running') await startServer(c, c.serverLog!, 600, secretEnv(c), c.pgbackrestConfig);
       const [ok] = await query<{ one: number }>(c, 'SELECT 1 AS one');
       return { rolledBack: note.startsWith('the original'), keptAt, answers: ok.one === 1, note, newTimeline };
     },

@@ -21,7 +21,7 @@ import { pickFreePort } from '../common/net';
 import { makeOwnedDir } from '../common/os-user';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, failureFor, lastLines, pgbackrest, secretEnv } from './pgbackrest';
-import { logTail, pgCtl, query, serverState, type PgTarget } from './postgres';
+import { logTail, query, serverLogFile, serverState, startPostmaster, stopServer, writeMissingConfig, type PgTarget } from './postgres';
 import { run } from './process';
 import { currentRun, readMarker, requireOwned, writeMarker } from './owned-dirs';
 import { restoreViaStaging } from './staged-restore';
@@ -248,6 +248,10 @@ export async function restoreInto(c: ClusterConfig, r: RestoreRequest): Promise<
     const autoConf = join(r.dataDir, 'postgresql.auto.conf');
     writeFileSync(autoConf, rewritePgConfSetting(readFileSync(autoConf, 'utf8'), 'recovery_target_name', r.target.value!));
   }
+  // A backup of a cluster whose configuration lives outside its data directory (Debian) has no postgresql.conf:
+  // a copy, or a cluster started with pg_ctl, gets one (a pg_ctlcluster cluster reads its own in /etc).
+  const copy = r.archiveModeOff !== false;
+  if (copy || (c.control?.method ?? 'pg_ctl') === 'pg_ctl') await writeMissingConfig(c, r.dataDir, { copy });
   const set = /restore backup set (\S+)/.exec(res.stdout)?.[1] ?? null;
   return { dataDir: r.dataDir, set: set?.replace(/,$/, '') ?? null, durationMs: Date.now() - started };
 }
@@ -311,7 +315,7 @@ export async function startAndAwaitRecovery(c: ClusterConfig, s: StartRequest): 
   if (!existsSync(join(s.dataDir, 'PG_VERSION'))) {
     throw ApplicationFailure.nonRetryable(`${s.dataDir} holds no restored cluster (no PG_VERSION)`, FAILURE.badInput);
   }
-  if (alive(postmasterPid(s.dataDir))) await pgCtl(t, ['-m', 'immediate', '-w', 'stop']);
+  if (alive(postmasterPid(s.dataDir))) await stopServer(t, 60, 'immediate');
   makeOwnedDir(s.socketDir, c.osUser, 0o700);
   writeInstanceOverrides(s.dataDir, { port, socketDir: s.socketDir });
   return startAndAwaitPromotion(c, t, s.logFile, { timeoutSeconds: s.timeoutSeconds, waitFor: s.waitFor, what: 'the restored copy' });
@@ -333,7 +337,10 @@ export async function startAndAwaitPromotion(
   const timeoutSeconds = opts.timeoutSeconds ?? 3600;
   const what = opts.what ?? 'PostgreSQL';
   if (!existsSync(join(t.dataDir, 'PG_VERSION'))) throw ApplicationFailure.nonRetryable(`${t.dataDir} holds no cluster (no PG_VERSION)`, FAILURE.badInput);
-  makeOwnedDir(dirname(logFile), c.osUser, 0o750);
+  // pg_ctlcluster writes to the Debian cluster's own log (and its folder is not pgdr's to create or chown).
+  const ownLog = logFile;
+  logFile = await serverLogFile(t, logFile);
+  if (logFile === ownLog) makeOwnedDir(dirname(logFile), c.osUser, 0o750);
   const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
   const logSinceStart = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(logStart) : '');
   const failed = (why: string): ApplicationFailure => {
@@ -347,7 +354,7 @@ export async function startAndAwaitPromotion(
   const started = Date.now();
   let ctlExit = 0;
   if (!alive(postmasterPid(t.dataDir))) {
-    const ctl = await pgCtl(t, ['-l', logFile, '-w', '-t', String(Math.min(timeoutSeconds, 600)), 'start'], secretEnv(c));
+    const ctl = await startPostmaster(t, { logFile, timeoutSeconds: Math.min(timeoutSeconds, 600), env: secretEnv(c), pgbackrestConfig: c.pgbackrestConfig });
     ctlExit = ctl.exitCode;
   }
   for (;;) {
@@ -382,7 +389,7 @@ export async function startAndAwaitPromotion(
       }
     }
     if (Date.now() - started > timeoutSeconds * 1000) {
-      await pgCtl(t, ['-m', 'immediate', 'stop']);
+      await stopServer(t, 60, 'immediate');
       throw failed(`was still in recovery after ${timeoutSeconds} s`);
     }
     heartbeat({ recovering: t.dataDir, port: t.port, elapsedMs: Date.now() - started });
@@ -401,7 +408,7 @@ export async function stopRestoredCopy(c: ClusterConfig, dataDir: string): Promi
   const pid = postmasterPid(dataDir);
   let postmasterStopped = false;
   if (alive(pid)) {
-    await pgCtl(restoredTarget(c, dataDir, 0, '/nonexistent'), ['-m', 'immediate', '-w', '-t', '60', 'stop']);
+    await stopServer(restoredTarget(c, dataDir, 0, '/nonexistent'), 60, 'immediate');
     if (alive(pid)) {
       try {
         process.kill(pid!, 'SIGKILL');

@@ -85,7 +85,8 @@ export async function restoreViaStaging(c: ClusterConfig, me: RunIdentity, reque
   // pgBackRest carries --pg1-path=<staging> into restore_command: point it at where the cluster will live.
   const autoConf = join(into, 'postgresql.auto.conf');
   const text = readFileSync(autoConf, 'utf8');
-  const written = /^restore_command = '(.*)'$/m.exec(text)?.[1]?.replace(/''/g, "'");
+  // The last one: pgBackRest leaves a restore_command the backup already held (e.g. after an in-place restore) above its own.
+  const written = [...text.matchAll(/^restore_command = '(.*)'$/gm)].pop()?.[1]?.replace(/''/g, "'");
   if (written) writeFileSync(autoConf, rewritePgConfSetting(text, 'restore_command', written.split(`--pg1-path=${into}`).join(`--pg1-path=${dir}`)));
   writeMarker(into, { what: 'restored data directory', cluster: c.name, mode }, me);
   await stopPoint('restore:before-rename');
