@@ -2,6 +2,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { join } from 'node:path';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { run } from '../activities/process';
 import { loadConfig } from '../common/config';
 import { PROJECT_ROOT } from '../common/paths';
 
@@ -18,5 +21,25 @@ test('config/pgdr.example.yaml is a valid configuration', () => {
 test("docker-compose's pgdr.yaml is a valid configuration", () => {
   const cfg = loadConfig(join(PROJECT_ROOT, 'docker', 'pgdr.yaml'));
   assert.equal(cfg.clusters[0].host, 'db1');
-  assert.equal(cfg.clusters[0].repos[0].cipherPassEnv, 'PGDR_REPO1_CIPHER_PASS');
+  // The passphrase is a compose secret (a file), never an environment variable; PostgreSQL is Debian's.
+  assert.equal(cfg.clusters[0].repos[0].cipherPassEnv, undefined);
+  assert.match(cfg.clusters[0].repos[0].cipherPassFile ?? '', /^\/run\/secrets\//);
+  assert.equal(cfg.clusters[0].control.method, 'pg_ctlcluster');
+});
+
+test('`pgdr config check --offline` validates a file without a server, and names what is wrong', async () => {
+  const cli = join(PROJECT_ROOT, 'bin', 'pgdr');
+  const good = await run(process.execPath, [cli, '--config', join(PROJECT_ROOT, 'config', 'pgdr.example.yaml'), '--json', 'config', 'check', '--offline']);
+  assert.equal(good.exitCode, 0, good.stderr);
+  const j = JSON.parse(good.stdout) as { ok: boolean; offline: boolean; fingerprint: string };
+  assert.deepEqual([j.ok, j.offline], [true, true]);
+  assert.match(j.fingerprint, /^[0-9a-f]{16}$/);
+  const dir = mkdtempSync(join(tmpdir(), 'pgdr-config-'));
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(bad, 'clusters:\n  - name: main\n    host: db1\n    stanza: main\n    port: 99999\n');
+  const r = await run(process.execPath, [cli, '--config', bad, 'config', 'check', '--offline']);
+  assert.equal(r.exitCode, 3);
+  assert.match(r.stderr, /clusters\[0\]\.port/);
+  assert.match(r.stderr, /clusters\[0\]\.dataDir/);
+  rmSync(dir, { recursive: true, force: true });
 });
