@@ -3,17 +3,23 @@
  * runbook needs from the config, and the restore report appended to the audit log.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { CheckOutcome } from '../common/types';
 import { encodeButtonValue, SLACK_ACTION } from '../common/approvals';
 import { log } from '../common/log';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ChecklistItemConfig } from '../common/config';
+import type { ChecklistItemConfig, ClusterConfig, LoadedConfig } from '../common/config';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, lastLines } from './pgbackrest';
 import { query, type PgTarget } from './postgres';
 import { run } from './process';
 import { slackTarget, workflowUrl } from './slack';
 import { stopPoint } from './stop-points';
+
+/** Where restoreToNewCluster puts new clusters on this host: restore.newClusterDir, else <stateDir>/restored. */
+export function newClusterDirOf(config: LoadedConfig, c: ClusterConfig): string {
+  return c.restore.newClusterDir ?? join(config.stateDirAbs, 'restored');
+}
 
 /** "schema.table" → "\"schema\".\"table\"" */
 export function quoteIdent(name: string): string {
@@ -28,11 +34,6 @@ export interface CheckTarget {
   port: number;
   socketDir: string;
   dataDir: string;
-}
-
-export interface CheckResult {
-  ok: boolean;
-  note: string;
 }
 
 /** What the restore runbooks read from the config (no secrets). */
@@ -56,7 +57,7 @@ export function checkActivities({ config }: ActivityDeps) {
   const cluster = (name: string) => requireCluster(config, name);
 
   /** Run one configured command or HTTP check. */
-  async function externalCheck(item: ChecklistItemConfig, user?: string): Promise<CheckResult> {
+  async function externalCheck(item: ChecklistItemConfig, user?: string): Promise<CheckOutcome> {
     if (item.command) {
       const r = await run(item.command[0], item.command.slice(1), { user });
       return r.exitCode === 0
@@ -80,7 +81,7 @@ export function checkActivities({ config }: ActivityDeps) {
       return {
         confirmationToken: c.restore.confirmationToken,
         safetyBackup: c.restore.safetyBackup,
-        newClusterDir: c.restore.newClusterDir ?? join(config.stateDirAbs, 'restored'),
+        newClusterDir: newClusterDirOf(config, c),
         expectTables: c.restore.expectTables,
         migrationsTable: c.drill.migrationsTable,
         preChecklist: c.restore.preChecklist,
@@ -99,7 +100,7 @@ export function checkActivities({ config }: ActivityDeps) {
      * `connectivity` (SELECT 1), `table-counts` (restore.expectTables minimum rows, in any database),
      * `migrations` (the newest rows of drill.migrationsTable), or a configured item's command/url.
      */
-    async postRestoreCheck(input: { cluster: string; item: string; at?: CheckTarget }): Promise<CheckResult> {
+    async postRestoreCheck(input: { cluster: string; item: string; at?: CheckTarget }): Promise<CheckOutcome> {
       const c = cluster(input.cluster);
       const t: PgTarget = input.at ? { ...c, port: input.at.port, socketDir: input.at.socketDir, dataDir: input.at.dataDir } : c;
       await stopPoint(`postRestoreCheck:${input.item}`);
@@ -152,7 +153,7 @@ export function checkActivities({ config }: ActivityDeps) {
     },
 
     /** A configured application or checklist item's command/url, by id. */
-    async runConfiguredCheck(input: { cluster: string; item: string }): Promise<CheckResult> {
+    async runConfiguredCheck(input: { cluster: string; item: string }): Promise<CheckOutcome> {
       const c = cluster(input.cluster);
       const item = [...c.restore.postChecklist.add, ...c.restore.preChecklist.add, ...c.applications].find((i) => i.id === input.item);
       if (!item) throw ApplicationFailure.nonRetryable(`no configured check "${input.item}" for cluster ${c.name}`, FAILURE.badInput);

@@ -10,6 +10,7 @@
  * Drill mode works in a scratch folder (with a marker) and never touches the configured data directory.
  */
 import { ApplicationFailure } from '@temporalio/activity';
+import type { CheckOutcome } from '../common/types';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -22,7 +23,7 @@ import { currentRun, requireOwned, writeMarker } from './owned-dirs';
 import { restoredBy, restoreViaStaging, supportsReflinks, type RestoreMode } from './staged-restore';
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, failureFor, lastLines, parseInfoJson, PGBACKREST_BIN, pgbackrest, secretEnv } from './pgbackrest';
-import { expectedArchiveCommand, type PgTarget } from './postgres';
+import { controlProblems, expectedArchiveCommand, type PgTarget } from './postgres';
 import { run } from './process';
 import {
   prepareScratch,
@@ -38,11 +39,6 @@ import {
   type RestoreRequest,
   type ScratchLayout,
 } from './restore';
-
-export interface FullSiteCheck {
-  ok: boolean;
-  note: string;
-}
 
 /** The cluster as the target host's pgdr.yaml describes it (no secrets). */
 export interface FullSitePlan {
@@ -264,7 +260,7 @@ export function fullSiteActivities({ config }: ActivityDeps) {
     },
 
     /** `pg_ctl --version` and `pgbackrest version` on this host. */
-    async checkHostPackages(input: { cluster: string }): Promise<FullSiteCheck & { pgMajor?: number }> {
+    async checkHostPackages(input: { cluster: string }): Promise<CheckOutcome & { pgMajor?: number }> {
       const c = cluster(input.cluster);
       const pgCtlBin = join(c.pgBinDir, 'pg_ctl');
       if (!existsSync(pgCtlBin)) return { ok: false, note: `${pgCtlBin} does not exist: install PostgreSQL (pgBinDir ${c.pgBinDir} in this host's pgdr.yaml)` };
@@ -284,7 +280,7 @@ export function fullSiteActivities({ config }: ActivityDeps) {
     },
 
     /** The pgBackRest configuration file is there, readable by the OS user, and has the stanza and the repo. */
-    async checkPgBackRestConfig(input: { cluster: string; repo: number }): Promise<FullSiteCheck & { encrypted?: boolean }> {
+    async checkPgBackRestConfig(input: { cluster: string; repo: number }): Promise<CheckOutcome & { encrypted?: boolean }> {
       const c = cluster(input.cluster);
       const file = c.pgbackrestConfig;
       if (!existsSync(file)) return { ok: false, note: `${file} does not exist on this host: restore the pgBackRest configuration (pgbackrestConfig in this host's pgdr.yaml)` };
@@ -310,7 +306,7 @@ export function fullSiteActivities({ config }: ActivityDeps) {
      * The cipher passphrase is available: `info` on the chosen repo answers with status 0 (ok). A wrong
      * passphrase shows as status 99. The passphrase is never printed.
      */
-    async checkCipherPassphrase(input: { cluster: string; repo: number; encrypted: boolean }): Promise<FullSiteCheck> {
+    async checkCipherPassphrase(input: { cluster: string; repo: number; encrypted: boolean }): Promise<CheckOutcome> {
       const c = cluster(input.cluster);
       const r = repoOf(c, input.repo);
       const source = r.cipherPassEnv ? `environment variable ${r.cipherPassEnv}` : r.cipherPassFile ? `file ${r.cipherPassFile}` : 'the pgBackRest configuration';
@@ -331,7 +327,7 @@ export function fullSiteActivities({ config }: ActivityDeps) {
     },
 
     /** The chosen repo is reachable and holds backup sets of the stanza. */
-    async checkRepoReachable(input: { cluster: string; repo: number }): Promise<FullSiteCheck> {
+    async checkRepoReachable(input: { cluster: string; repo: number }): Promise<CheckOutcome> {
       const c = cluster(input.cluster);
       const info = await repoInfo(c, input.repo);
       if ('error' in info) return { ok: false, note: `repo${input.repo} is not reachable: ${info.error}` };
@@ -345,7 +341,7 @@ export function fullSiteActivities({ config }: ActivityDeps) {
     },
 
     /** The PostgreSQL major version installed here matches the stanza's. */
-    async checkMajorVersion(input: { cluster: string; repo: number; pgMajor: number }): Promise<FullSiteCheck> {
+    async checkMajorVersion(input: { cluster: string; repo: number; pgMajor: number }): Promise<CheckOutcome> {
       const c = cluster(input.cluster);
       const info = await repoInfo(c, input.repo);
       if ('error' in info) return { ok: false, note: info.error ?? 'pgbackrest info failed' };
@@ -364,7 +360,7 @@ export function fullSiteActivities({ config }: ActivityDeps) {
      * run (a marker beside it) so that a retried restore may empty what it wrote itself. Drill: the
      * scratch folder of this run must not exist (or be pgdr's own, from an earlier attempt).
      */
-    async checkTargetLocation(input: { cluster: string; run: string; drill: boolean; scratch: string; needBytes: number; repo?: number }): Promise<FullSiteCheck> {
+    async checkTargetLocation(input: { cluster: string; run: string; drill: boolean; scratch: string; needBytes: number; repo?: number }): Promise<CheckOutcome> {
       const c = cluster(input.cluster);
       const need = Math.ceil(input.needBytes * 1.1);
       if (input.drill) {
@@ -394,6 +390,8 @@ export function fullSiteActivities({ config }: ActivityDeps) {
         }
       }
       if (postmasterAlive(c.dataDir)) return { ok: false, note: `a PostgreSQL server runs in ${c.dataDir}` };
+      const control = await controlProblems(c, safeSecretEnv(c).env ?? {}, c.pgbackrestConfig);
+      if (control.length) return { ok: false, note: control.join('; ') };
       const sock = join(c.socketDir, `.s.PGSQL.${c.port}`);
       if (existsSync(sock) && !ours) return { ok: false, note: `a server already listens on port ${c.port} (${sock}): stop it or change the port` };
       const free = freeBytes(c.dataDir);
@@ -434,7 +432,9 @@ export function fullSiteActivities({ config }: ActivityDeps) {
       const out = await restoreViaStaging(c, me, { ...input.request, cluster: c.name, dataDir: c.dataDir, archiveModeOff: false, delta: false }, seed);
       // This host's port, socket directory and archive_command (listen_addresses stays as restored:
       // applications connect over TCP).
-      appendAutoConf(c.dataDir, { port: String(c.port), unix_socket_directories: c.socketDir, archive_command: expectedArchiveCommand(c.stanza, c.pgbackrestConfig) });
+      // A Debian cluster (control: pg_ctlcluster) takes port and socket from its /etc configuration (checked to agree).
+      const place: Record<string, string> = c.control.method === 'pg_ctlcluster' ? {} : { port: String(c.port), unix_socket_directories: c.socketDir };
+      appendAutoConf(c.dataDir, { ...place, archive_command: expectedArchiveCommand(c.stanza, c.pgbackrestConfig) });
       return { ...out, keptStaleAt: existsSync(aside) ? aside : undefined };
     },
 
@@ -471,7 +471,7 @@ export function fullSiteActivities({ config }: ActivityDeps) {
     },
 
     /** The DNS / traffic switch hook (fullSite.dnsSwitchCommand), run on the target host. */
-    async runDnsSwitchHook(input: { cluster: string; targetHost: string; workflowId: string }): Promise<FullSiteCheck> {
+    async runDnsSwitchHook(input: { cluster: string; targetHost: string; workflowId: string }): Promise<CheckOutcome> {
       const c = cluster(input.cluster);
       const cmd = c.fullSite.dnsSwitchCommand;
       if (!cmd) return { ok: true, note: 'no hook configured' };

@@ -103,6 +103,14 @@ export interface DrReportData {
   notes?: string[];
 }
 
+/** What a run has established so far (set step by step as facts become known). */
+export type DrFacts = Omit<DrReportData, 'endedAt' | 'steps' | 'approvals' | 'checklists' | 'pauses'>;
+
+/** The report's data as of now: the facts so far, the live parts (steps, votes, lists, pauses), and the end once there is an outcome. */
+export function drReportData(facts: DrFacts, live: Pick<DrReportData, 'steps' | 'approvals' | 'checklists' | 'pauses'>, now: string): DrReportData {
+  return { ...facts, endedAt: facts.outcome === 'running' ? undefined : now, ...live };
+}
+
 /** "1 h 02 min", "4 min 05 s", "12.3 s", "850 ms". */
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms < 0) return '?';

@@ -1,25 +1,8 @@
 /**
  * Types of the verification drill (workflows/verify-drill.ts, activities/drill.ts). Pure: workflows import it.
  */
+import type { DrillTarget } from './inputs';
 import type { BackupSet, RecoverableWindow } from './types';
-
-export type DrillTargetType = 'time' | 'name' | 'lsn' | 'xid' | 'immediate';
-
-export interface DrillTarget {
-  type: DrillTargetType;
-  /** Required for name, lsn and xid; for time optional: without it the drill restores to its own RPO marker. */
-  value?: string;
-}
-
-export interface DrillInput {
-  cluster: string;
-  /** A backup set label, or 'latest' (default). */
-  set?: string;
-  /** Default: immediate (end of the chosen set's backup). */
-  target?: DrillTarget;
-  repo?: number;
-  // No validation queries here: they run SQL on the copy, so they come from the config file only.
-}
 
 export interface VerifyReport {
   ok: boolean;

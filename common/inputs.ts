@@ -3,8 +3,8 @@
  * Validated here, with messages that say what is valid. Pure: imported by workflows and by the CLI.
  */
 import { z } from 'zod';
-import { parseTargetTime } from './restore-target';
-import { ANNOTATION_KEY_RE, SNAPSHOT_NAME_RE, type BackupInput, type SetupStanzaInput } from './types';
+import { parseTargetTime, restoreTargetSchema } from './restore-target';
+import { ANNOTATION_KEY_RE, SNAPSHOT_NAME_RE } from './types';
 import { RUN_TAG_RE } from './run-identity';
 
 const clusterName = z.string({ required_error: 'cluster is required' }).min(1, 'cluster is required');
@@ -12,6 +12,7 @@ const clusterName = z.string({ required_error: 'cluster is required' }).min(1, '
 export const setupStanzaInputSchema = z
   .object({
     cluster: clusterName,
+    /** Set archive_mode/wal_level/archive_command with ALTER SYSTEM when they are wrong (restart may still be needed). */
     fixArchiveSettings: z.boolean().optional(),
   })
   .strict();
@@ -20,6 +21,7 @@ export const backupInputSchema = z
   .object({
     cluster: clusterName,
     type: z.enum(['full', 'diff', 'incr'], { errorMap: () => ({ message: 'type must be one of full, diff, incr' }) }).optional(),
+    /** Extra annotations stored with the backup set (keys starting with "pgdr-" are reserved). */
     annotations: z
       .record(
         z.string().regex(ANNOTATION_KEY_RE, 'annotation keys: letters, digits, ".", "_", "-" (at most 64)').refine((k) => !k.startsWith('pgdr-'), {
@@ -31,10 +33,12 @@ export const backupInputSchema = z
           .regex(/^[^\n\r\0]*$/, 'annotation values: a single line'),
       )
       .optional(),
+    /** A named snapshot: an annotated full backup plus a restore point with the same name. */
     snapshot: z
       .string()
       .regex(SNAPSHOT_NAME_RE, 'snapshot names: 1-63 characters, letters, digits, ".", "_", "-", starting with a letter or digit (e.g. pre-migration-v2.3)')
       .optional(),
+    /** Repo to back up to (default: pgBackRest's own default, repo1). */
     repo: z.number().int().min(1).max(256).optional(),
   })
   .strict()
@@ -72,10 +76,13 @@ export function normaliseBackupInput(v: BackupInput): ValidBackupInput {
 export const drillInputSchema = z
   .object({
     cluster: clusterName,
+    /** A backup set label, or 'latest' (default). */
     set: z.string().regex(/^(latest|\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?)$/, 'set: a backup set label like 20260115-020000F (or _…D / _…I), or "latest"').optional(),
+    /** Default: immediate (end of the chosen set's backup). */
     target: z
       .object({
         type: z.enum(['time', 'name', 'lsn', 'xid', 'immediate'], { errorMap: () => ({ message: 'target.type must be one of time, name, lsn, xid, immediate' }) }),
+        /** Required for name, lsn and xid; for time optional: without it the drill restores to its own RPO marker. */
         value: z.string().min(1).max(200).regex(/^[^\n\r\0]*$/, 'target.value: a single line').optional(),
       })
       .strict()
@@ -94,20 +101,6 @@ export const drillInputSchema = z
     validations: z
       .never({ errorMap: () => ({ message: 'validation queries are not accepted in the workflow input; configure them in the config file (clusters[].drill.validations)' }) })
       .optional(),
-  })
-  .strict();
-
-/** A restore target (shared by restoreToNewCluster, restoreInPlace and fullSiteRecovery); checked against info later. */
-export const restoreTargetSchema = z
-  .object({
-    type: z.enum(['latest', 'time', 'name', 'lsn', 'xid', 'immediate'], {
-      errorMap: () => ({ message: 'target.type must be one of latest, time, name, lsn, xid, immediate' }),
-    }),
-    value: z.string().min(1).max(200).regex(/^[^\n\r\0]*$/, 'target.value: a single line').optional(),
-    set: z.string().regex(/^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/, 'target.set: a backup set label like 20260115-020000F').optional(),
-    repo: z.number().int().min(1).max(256).optional(),
-    timeline: z.string().optional(),
-    confirmUnknownName: z.boolean().optional(),
   })
   .strict();
 
@@ -133,6 +126,7 @@ export const restoreInPlaceInputSchema = z
   .object({
     cluster: clusterName,
     target: restoreTargetSchema,
+    /** Must equal the cluster's confirmation token (restore.confirmationToken). */
     confirmation: z.string({ required_error: 'confirmation is required: the confirmation token from the config' }),
     reason: z.string({ required_error: 'reason is required' }).trim().min(1, 'reason is required: why this restore is needed'),
     requestedBy: z.string({ required_error: 'requestedBy is required' }).trim().min(1, 'requestedBy is required: who asks for this restore'),
@@ -151,13 +145,17 @@ export const cleanupInputSchema = z
 export const fullSiteRecoveryInputSchema = z
   .object({
     cluster: clusterName,
+    /** The host to rebuild on: its worker serves pgdr-host-<targetHost> with its own pgdr.yaml. */
     targetHost: z
       .string({ required_error: 'targetHost is required: the host the cluster is rebuilt on (its worker serves pgdr-host-<targetHost>)' })
       .regex(/^[a-z][a-z0-9_-]{0,39}$/, 'targetHost: a host name as in the config (lowercase letters, digits, "-" or "_")'),
+    /** Repository to restore from (default: the first configured on the target host). */
     repo: z.number().int().min(1).max(256).optional(),
+    /** Default: latest (everything the archive holds). */
     target: restoreTargetSchema.optional(),
     reason: z.string({ required_error: 'reason is required' }).trim().min(1, 'reason is required: why the site is rebuilt (or "quarterly DR drill")'),
     requestedBy: z.string({ required_error: 'requestedBy is required' }).trim().min(1, 'requestedBy is required: who runs this recovery'),
+    /** Rehearse into a scratch folder on the target host; production untouched. */
     drill: z.boolean().optional(),
   })
   .strict()
@@ -167,4 +165,13 @@ export const fullSiteRecoveryInputSchema = z
     }
   });
 
-export type { SetupStanzaInput };
+// The runbooks' input types, derived from the schemas above (one source: the schema).
+export type SetupStanzaInput = z.input<typeof setupStanzaInputSchema>;
+export type BackupInput = z.input<typeof backupInputSchema>;
+export type DrillInput = z.input<typeof drillInputSchema>;
+export type DrillTarget = NonNullable<DrillInput['target']>;
+export type RestoreToNewClusterInput = z.input<typeof restoreToNewClusterInputSchema>;
+export type DropRestoredClusterInput = z.input<typeof dropRestoredClusterInputSchema>;
+export type RestoreInPlaceInput = z.input<typeof restoreInPlaceInputSchema>;
+export type CleanupInput = z.input<typeof cleanupInputSchema>;
+export type FullSiteRecoveryInput = z.input<typeof fullSiteRecoveryInputSchema>;

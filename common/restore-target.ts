@@ -9,21 +9,29 @@
  *   target older than it fails at PostgreSQL start;
  * - an explicit `--set` with a time before that set's stop is silently wrong.
  */
+import { z } from 'zod';
 import { ANNOTATION, lsnToBigInt, timelineOf, type BackupSet, type StanzaInfo } from './types';
 
 export type RestoreTargetType = 'latest' | 'time' | 'name' | 'lsn' | 'xid' | 'immediate';
 
-export interface RestoreTarget {
-  type: RestoreTargetType;
-  value?: string;
-  /** Backup set label to restore from (pgdr picks one when it can). */
-  set?: string;
-  repo?: number;
-  /** recovery_target_timeline: 'current', 'latest' or a number. */
-  timeline?: string;
-  /** Allow a restore point name pgdr did not create (needs `set`). */
-  confirmUnknownName?: boolean;
-}
+/** A restore target as people give it (restoreToNewCluster, restoreInPlace, fullSiteRecovery); checked against info later. */
+export const restoreTargetSchema = z
+  .object({
+    type: z.enum(['latest', 'time', 'name', 'lsn', 'xid', 'immediate'], {
+      errorMap: () => ({ message: 'target.type must be one of latest, time, name, lsn, xid, immediate' }),
+    }),
+    value: z.string().min(1).max(200).regex(/^[^\n\r\0]*$/, 'target.value: a single line').optional(),
+    /** Backup set label to restore from (pgdr picks one when it can). */
+    set: z.string().regex(/^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/, 'target.set: a backup set label like 20260115-020000F').optional(),
+    repo: z.number().int().min(1).max(256).optional(),
+    /** recovery_target_timeline: 'current', 'latest' or a number. */
+    timeline: z.string().optional(),
+    /** Allow a restore point name pgdr did not create (needs `set`). */
+    confirmUnknownName: z.boolean().optional(),
+  })
+  .strict();
+
+export type RestoreTarget = z.input<typeof restoreTargetSchema>;
 
 export interface ResolvedTarget {
   type: RestoreTargetType;

@@ -80,12 +80,6 @@ export interface StanzaInfo {
   timeline?: { current: number; history: TimelineSwitch[] };
 }
 
-export interface SetupStanzaInput {
-  cluster: string;
-  /** Set archive_mode/wal_level/archive_command with ALTER SYSTEM when they are wrong (restart may still be needed). */
-  fixArchiveSettings?: boolean;
-}
-
 export interface SetupStanzaResult {
   cluster: string;
   stanza: string;
@@ -106,17 +100,6 @@ export interface ArchiveSettingsReport {
   ok: boolean;
   problems: ArchiveSettingProblem[];
   current: { archive_mode: string; wal_level: string; archive_command: string };
-}
-
-export interface BackupInput {
-  cluster: string;
-  type?: BackupType;
-  /** Extra annotations stored with the backup set (keys starting with "pgdr-" are reserved). */
-  annotations?: Record<string, string>;
-  /** A named snapshot: an annotated full backup plus a restore point with the same name. */
-  snapshot?: string;
-  /** Repo to back up to (default: pgBackRest's own default, repo1). */
-  repo?: number;
 }
 
 export interface RestorePointRecord {
@@ -167,4 +150,10 @@ export function durationMs(d: string): number {
   const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
   if (!m) throw new Error(`"${d}" is not a duration like '90s', '15m', '25h' or '7d'`);
   return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+}
+
+/** The outcome of one automated check (pre/post-restore, host checks, application checks): passed or not, and what it saw. */
+export interface CheckOutcome {
+  ok: boolean;
+  note: string;
 }

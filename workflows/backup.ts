@@ -6,8 +6,8 @@
  * "restore to pre-migration-v2.3" works from that moment on.
  */
 import { ApplicationFailure } from '@temporalio/workflow';
-import { backupInputSchema, normaliseBackupInput, type ValidBackupInput } from '../common/inputs';
-import { ANNOTATION, type BackupInput, type BackupResult, type ClusterSummary } from '../common/types';
+import { backupInputSchema, normaliseBackupInput, type BackupInput, type ValidBackupInput } from '../common/inputs';
+import { ANNOTATION, type BackupResult, type ClusterSummary } from '../common/types';
 import { config, onHost, Runbook, validInput } from './runbook';
 
 export async function backup(input: BackupInput): Promise<BackupResult> {

@@ -11,6 +11,7 @@
  */
 import type { Duration } from '@temporalio/common';
 import { condition, defineQuery, defineUpdate, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { CheckOutcome } from '../common/types';
 import type { Activities } from '../activities';
 import { actorRefusal, type ActorPolicy, type ApprovalKind } from '../common/approvals';
 
@@ -54,12 +55,6 @@ export interface CheckItemInput {
 
 export const checkItemUpdate = defineUpdate<ChecklistItem, [CheckItemInput]>('checkItem');
 export const checklistQuery = defineQuery<ChecklistSnapshot[]>('checklist');
-
-/** The outcome of one automated check. */
-export interface CheckOutcome {
-  ok: boolean;
-  note: string;
-}
 
 /** Sign-off requests in Slack and the signers' policy: configuration and Slack only, on the workflow's own task queue. */
 const slack = proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 2 } });

@@ -5,11 +5,11 @@
  * (activities/restore-in-place.ts), and only in the cleanup run that the approval was given to.
  */
 import { allHandlersFinished, ApplicationFailure, condition } from '@temporalio/workflow';
-import { cleanupInputSchema } from '../common/inputs';
+import { cleanupInputSchema, type CleanupInput } from '../common/inputs';
 import { approvalAudit, approvalOfThisRun, requestApproval, type ApprovalRequest } from './approval';
 import { config, onHost, Runbook, validInput } from './runbook';
 
-export async function cleanupRestore(input: { cluster: string; run: string; reason: string; requestedBy: string }) {
+export async function cleanupRestore(input: CleanupInput) {
   const req = validInput(cleanupInputSchema, input, 'cleanupRestore');
   const rb = new Runbook(`Clean up what in-place restore ${req.run} of ${req.cluster} kept`);
   const cluster = await rb.step('Look up the cluster', () => config.describeCluster({ cluster: req.cluster }));

@@ -4,10 +4,10 @@
  */
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { dropRestoredClusterInputSchema } from '../common/inputs';
+import { dropRestoredClusterInputSchema, type DropRestoredClusterInput } from '../common/inputs';
 import { config, NON_RETRYABLE, Runbook, validInput } from './runbook';
 
-export async function dropRestoredCluster(input: { name: string }): Promise<{ name: string; dir: string; host: string }> {
+export async function dropRestoredCluster(input: DropRestoredClusterInput): Promise<{ name: string; dir: string; host: string }> {
   const { name } = validInput(dropRestoredClusterInputSchema, input, 'dropRestoredCluster');
   const rb = new Runbook(`Drop restored cluster ${name}`);
   const hosts = await rb.step('List the database hosts', () => config.listHosts());

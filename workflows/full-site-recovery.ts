@@ -39,32 +39,19 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
-import type { FullSiteCheck, FullSitePlan, TargetRecovery } from '../activities/full-site';
+import type { FullSitePlan, TargetRecovery } from '../activities/full-site';
 import { durationMs } from '../common/approvals';
-import { formatDuration, measuredRto, renderDrReport, replayReached, renderGanttSvg, type DrApproval, type DrOutcome, type DrPause, type DrReportData } from '../common/dr-report';
-import { fullSiteRecoveryInputSchema } from '../common/inputs';
-import { resolveRestoreTarget, type ResolvedTarget, type RestoreTarget } from '../common/restore-target';
+import { drReportData, formatDuration, measuredRto, renderDrReport, replayReached, renderGanttSvg, type DrApproval, type DrFacts, type DrOutcome, type DrPause, type DrReportData } from '../common/dr-report';
+import { fullSiteRecoveryInputSchema, type FullSiteRecoveryInput } from '../common/inputs';
+import { resolveRestoreTarget, type ResolvedTarget } from '../common/restore-target';
 import { runTag, type RunIdentity } from '../common/run-identity';
-import { hostTaskQueue, type StanzaInfo } from '../common/types';
+import { hostTaskQueue, type CheckOutcome, type StanzaInfo } from '../common/types';
 import { approvalAudit, requestApproval } from './approval';
-import { Checklist, type ChecklistItemSpec, type ChecklistSnapshot } from './checklist';
+import { AttendedSteps, Aborted } from './attended-steps';
+import type { ChecklistSnapshot } from './checklist';
 import { archiveNewTimeline, restoreRequestFor } from './restore-steps';
 import { Pauses } from './pause';
 import { config, NON_RETRYABLE, notify, rootMessage, Runbook, validInput, type StepRecord } from './runbook';
-
-export interface FullSiteRecoveryInput {
-  cluster: string;
-  /** The host to rebuild on: its worker serves pgdr-host-<targetHost> with its own pgdr.yaml. */
-  targetHost: string;
-  /** Repository to restore from (default: the first configured on the target host). */
-  repo?: number;
-  /** Default: latest (everything the archive holds). */
-  target?: RestoreTarget;
-  reason: string;
-  requestedBy: string;
-  /** Rehearse into a scratch folder on the target host; production untouched. */
-  drill?: boolean;
-}
 
 export interface FullSiteRecoveryResult {
   outcome: DrOutcome;
@@ -135,8 +122,6 @@ function onTarget(host: string) {
   return { quick, report, long };
 }
 
-class Aborted extends Error {}
-
 const now = () => new Date().toISOString();
 
 export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<FullSiteRecoveryResult> {
@@ -151,20 +136,26 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
   const requestedTarget = req.target ?? { type: 'latest' as const };
   const targetText = `${requestedTarget.type}${requestedTarget.value ? ` ${requestedTarget.value}` : ''}${requestedTarget.set ? ` (set ${requestedTarget.set})` : ''}`;
 
-  // ---- state for the report, the queries and the Updates ----
-  let outcome: DrOutcome = 'running';
-  let error: string | undefined;
-  let previousHost: string | undefined;
-  let rto = { target: '2h', targetMs: 2 * 3_600_000 };
-  let pauseTimeout = '24h';
-  let signOffTimeout = '24h';
+  // ---- what the DR report will say, the queries and the Updates ----
+  const facts: DrFacts = {
+    workflowId: wf,
+    cluster: req.cluster,
+    targetHost: req.targetHost,
+    drill,
+    outcome: 'running',
+    requestedBy: req.requestedBy,
+    reason: req.reason,
+    startedAt,
+    repo: req.repo ? { index: req.repo } : undefined,
+    target: { requested: targetText },
+    rto: { target: '2h', targetMs: 2 * 3_600_000 },
+    notes: [],
+  };
+  const notes = facts.notes!;
   let plan: FullSitePlan | undefined;
   let resolved: ResolvedTarget | undefined;
   let info: StanzaInfo | undefined;
   let reached: TargetRecovery | undefined;
-  let reachedWal: boolean | null = null;
-  let databaseAvailableAt: string | undefined;
-  const notes: string[] = [];
   const pauses = new Pauses({
     rb,
     subject: `${drill ? 'DR drill' : 'full-site recovery'} of ${req.cluster} onto ${req.targetHost}`,
@@ -173,142 +164,32 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
     requestedBy: req.requestedBy,
     cli: (c) => (c === 'retry' ? `pgdr dr retry ${wf} --as <you> --note "…"` : `pgdr dr abort ${wf} --as <you> --reason "…"`),
   });
-  const lists: Checklist[] = [];
+  const attended = new AttendedSteps(rb, pauses, { kind: 'fullSiteRecovery', requestedBy: req.requestedBy });
 
-  const reportData = (): DrReportData => ({
-    workflowId: wf,
-    cluster: req.cluster,
-    targetHost: req.targetHost,
-    previousHost,
-    drill,
-    outcome,
-    requestedBy: req.requestedBy,
-    reason: req.reason,
-    startedAt,
-    endedAt: outcome === 'running' ? undefined : now(),
-    repo: plan ? plan.repo : req.repo ? { index: req.repo } : undefined,
-    set: resolved ? { label: resolved.set.label, type: resolved.set.type, stoppedAt: resolved.set.stoppedAt, size: resolved.set.size } : undefined,
-    target: { requested: targetText, description: resolved?.description },
-    location: reached ? { dataDir: reached.dataDir, port: reached.port, scratch: drill } : undefined,
-    reached: reached
-      ? {
-          recoveryMs: reached.recoveryMs,
-          lastReplayLsn: reached.lastReplayLsn,
-          lastReplayTime: reached.lastReplayTime,
-          timeline: reached.timeline,
-          stoppedAt: reached.stoppedAt,
-          walMax: info?.window?.walMax ?? null,
-          reachedWalMax: reachedWal,
-        }
-      : undefined,
-    steps: rb.steps.map((s) => ({ ...s })),
-    approvals: approvalAudit().map<DrApproval>((a) => ({
-      approvalId: a.approvalId,
-      status: a.status,
-      required: a.required,
-      requestedAt: a.requestedAt,
-      decidedAt: a.decidedAt,
-      votes: a.votes.map((v) => ({ by: v.by, decision: v.decision, via: v.via, at: v.at, comment: v.comment })),
-    })),
-    checklists: lists.map((l) => l.snapshot()),
-    pauses: pauses.all.map((p) => ({ ...p })),
-    rto,
-    databaseAvailableAt,
-    error,
-    notes,
-  });
+  const reportData = (): DrReportData =>
+    drReportData(
+      facts,
+      {
+        steps: rb.steps.map((s) => ({ ...s })),
+        approvals: approvalAudit().map<DrApproval>((a) => ({
+          approvalId: a.approvalId,
+          status: a.status,
+          required: a.required,
+          requestedAt: a.requestedAt,
+          decidedAt: a.decidedAt,
+          votes: a.votes.map((v) => ({ by: v.by, decision: v.decision, via: v.via, at: v.at, comment: v.comment })),
+        })),
+        checklists: attended.lists.map((l) => l.snapshot()),
+        pauses: pauses.all.map((p) => ({ ...p })),
+      },
+      now(),
+    );
   const markdown = () => renderDrReport(reportData(), { svgFile: `${reportBaseName(wf)}.svg (beside this file)` });
 
-  setHandler(fullSiteStateQuery, () => ({ cluster: req.cluster, targetHost: req.targetHost, drill, outcome, paused: pauses.current }), {
+  setHandler(fullSiteStateQuery, () => ({ cluster: req.cluster, targetHost: req.targetHost, drill, outcome: facts.outcome, paused: pauses.current }), {
     description: 'Where the full-site recovery stands: paused (step, error, since) or not, and its outcome',
   });
   setHandler(drReportQuery, markdown, { description: 'The DR report (Markdown) as of now' });
-  const lastStep = () => rb.steps[rb.steps.length - 1];
-  const noteLast = (text: string) => {
-    const s = lastStep();
-    if (s) s.note = text;
-    rb.render();
-  };
-
-  /** Wait for retry / abort after a failed step; throws Aborted on abort (or when nobody decides in time). */
-  async function pauseAfter(step: string, err: unknown, attempt: number): Promise<void> {
-    const d = await pauses.pause(step, err, attempt, ['retry', 'abort'], pauseTimeout as Duration);
-    if (d.choice !== 'retry') {
-      const failed = pauses.all[pauses.all.length - 1].error.split('\n')[0];
-      throw new Aborted(`${d.choice === 'timeout' ? 'stopped' : 'aborted'} by ${d.by} at "${step}"${d.note ? `: ${d.note}` : ''} (the step had failed: ${failed})`);
-    }
-  }
-
-  /** A runbook step that pauses on failure instead of failing the run. */
-  async function guarded<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await rb.step(attempt === 1 ? name : `${name} (attempt ${attempt})`, fn);
-      } catch (err) {
-        if (isCancellation(err)) throw err;
-        await pauseAfter(name, err, attempt);
-      }
-    }
-  }
-
-  function checklist(name: string, items: ChecklistItemSpec[]): Checklist {
-    const l = new Checklist(name, items, { kind: 'fullSiteRecovery', requestedBy: req.requestedBy }).watch(() => rb.render());
-    lists.push(l);
-    rb.section(`list-${lists.length}`, () => l.markdown());
-    return l;
-  }
-
-  /** An automated checklist item as a guarded step: failed → the item shows it and the runbook pauses. */
-  async function autoItem(list: Checklist, id: string, step: string, fn: () => Promise<FullSiteCheck>): Promise<FullSiteCheck> {
-    const item = list.items.find((i) => i.id === id)!;
-    const out = await guarded(step, async () => {
-      item.state = 'running';
-      item.note = undefined;
-      list.changed();
-      let r: FullSiteCheck;
-      try {
-        r = await fn();
-      } catch (err) {
-        if (isCancellation(err)) throw err;
-        r = { ok: false, note: err instanceof Error ? rootMessage(err) : String(err) };
-      }
-      item.state = r.ok ? 'passed' : 'failed';
-      item.by = 'pgdr';
-      item.at = now();
-      item.note = r.note;
-      list.changed();
-      if (!r.ok) throw ApplicationFailure.nonRetryable(r.note, 'CheckFailed');
-      return r;
-    });
-    noteLast(out.note);
-    return out;
-  }
-
-  /** Manual items of a list: wait for people (pause when nobody signs in time); note who signed. */
-  async function signOffs(list: Checklist, step: string): Promise<void> {
-    await guarded(step, async () => {
-      const r = await list.run(async () => ({ ok: true, note: '' }), signOffTimeout as Duration);
-      if (!r.complete) {
-        throw ApplicationFailure.nonRetryable(`nobody signed off ${r.waitingFor.map((i) => `"${i.id}"`).join(', ')} within ${signOffTimeout}`, 'SignOffTimeout');
-      }
-    });
-    noteLast(
-      list.items
-        .filter((i) => i.kind === 'manual')
-        .map((i) => `${i.id}: ${i.state}${i.by ? ` by ${i.by}` : ''}${i.note ? ` (${i.note})` : ''}`)
-        .join('; '),
-    );
-  }
-
-  const skipItem = (list: Checklist, id: string, why: string) => {
-    const item = list.items.find((i) => i.id === id);
-    if (!item) return;
-    item.state = 'skipped';
-    item.by = 'pgdr';
-    item.at = now();
-    item.note = why;
-    list.changed();
-  };
 
   // ================================ the runbook ================================
   let failure: unknown;
@@ -322,10 +203,10 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
   });
   try {
     const defaults = await rb.step('Look up the cluster and its recovery policy', () => config.fullSiteDefaults({ cluster: req.cluster, repo: req.repo ?? req.target?.repo }));
-    previousHost = defaults.host;
-    rto = { target: defaults.rto, targetMs: durationMs(defaults.rto) };
-    pauseTimeout = defaults.pauseTimeout;
-    signOffTimeout = defaults.signOffTimeout;
+    facts.previousHost = defaults.host;
+    facts.rto = { target: defaults.rto, targetMs: durationMs(defaults.rto) };
+    attended.pauseTimeout = defaults.pauseTimeout;
+    attended.signOffTimeout = defaults.signOffTimeout;
     const repoWanted = req.repo ?? req.target?.repo;
 
     // 1. Approval gate.
@@ -342,21 +223,21 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
           runbook: rb,
         }),
       );
-      noteLast(`approved by ${decisionMade.approvedBy.join(', ')}`);
+      attended.noteLast(`approved by ${decisionMade.approvedBy.join(', ')}`);
     }
 
     // 2. People: the new host is ready.
-    const prep = checklist('Before the rebuild (people sign off)', [
+    const prep = attended.checklist('Before the rebuild (people sign off)', [
       { id: 'old-host-fenced', title: `The old host${defaults.host !== req.targetHost ? ` (${defaults.host})` : ''} is gone or fenced off: it must not come back as a second primary`, kind: 'manual', notRequester: true },
       { id: 'host-provisioned', title: `Host ${req.targetHost} is provisioned (same OS and disk layout)`, kind: 'manual' },
       { id: 'packages-installed', title: `PostgreSQL, pgBackRest and the pgdr worker are installed on ${req.targetHost}`, kind: 'manual' },
       { id: 'secrets-in-place', title: `The pgBackRest configuration and the repository cipher passphrase are in place on ${req.targetHost}`, kind: 'manual' },
     ]);
-    if (drill) skipItem(prep, 'old-host-fenced', 'drill');
-    await signOffs(prep, 'Sign-offs: the new host is ready');
+    if (drill) attended.skipItem(prep, 'old-host-fenced', 'drill');
+    await attended.signOffs(prep, 'Sign-offs: the new host is ready');
 
     // 3. pgdr checks the new host itself, on its own worker.
-    const checks = checklist(`New host ${req.targetHost} (pgdr checks)`, [
+    const checks = attended.checklist(`New host ${req.targetHost} (pgdr checks)`, [
       { id: 'worker', title: `The pgdr worker on ${req.targetHost} answers and knows cluster ${req.cluster}`, kind: 'auto' },
       { id: 'packages', title: 'PostgreSQL and pgBackRest are installed (pg_ctl --version, pgbackrest version)', kind: 'auto' },
       { id: 'pgbackrest-config', title: 'The pgBackRest configuration is present and valid for the stanza', kind: 'auto' },
@@ -365,44 +246,47 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
       { id: 'version-match', title: 'The PostgreSQL major version matches the stanza', kind: 'auto' },
       { id: 'data-directory', title: drill ? 'The scratch location is free' : 'The data directory is empty or absent; the port is free; there is room', kind: 'auto' },
     ]);
-    await autoItem(checks, 'worker', `Reach the pgdr worker on ${req.targetHost}`, async () => {
+    await attended.autoItem(checks, 'worker', `Reach the pgdr worker on ${req.targetHost}`, async () => {
       plan = await target.quick.fullSitePlan.executeWithOptions({ summary: `read ${req.cluster} from the config of ${req.targetHost}` }, [
         { cluster: req.cluster, repo: repoWanted, drill, scratch },
       ]);
+      facts.repo = plan.repo;
       return {
         ok: true,
         note: `${hostTaskQueue(req.targetHost)} answers (${plan.workerHost}); there ${req.cluster} lives in ${plan.dataDir}, port ${plan.port}; restoring from repo${plan.repo.index}${plan.repo.name ? ` (${plan.repo.name})` : ''}`,
       };
     });
     const p = plan!;
-    rto = { target: p.rto, targetMs: durationMs(p.rto) };
+    facts.rto = { target: p.rto, targetMs: durationMs(p.rto) };
     const repo = p.repo.index;
     const long = target.long(p.backupTimeout, p.heartbeatTimeout);
-    const pkg = await autoItem(checks, 'packages', 'Check PostgreSQL and pgBackRest on the new host', () => target.quick.checkHostPackages({ cluster: req.cluster }));
-    const pgMajor = (pkg as FullSiteCheck & { pgMajor?: number }).pgMajor;
-    const conf = await autoItem(checks, 'pgbackrest-config', 'Check the pgBackRest configuration', () => target.quick.checkPgBackRestConfig({ cluster: req.cluster, repo }));
-    const encrypted = Boolean((conf as FullSiteCheck & { encrypted?: boolean }).encrypted);
-    await autoItem(checks, 'cipher-passphrase', `Check the cipher passphrase of repo${repo}`, () => target.quick.checkCipherPassphrase({ cluster: req.cluster, repo, encrypted }));
-    await autoItem(checks, 'repo-reachable', `Check that repo${repo} is reachable`, () => target.quick.checkRepoReachable({ cluster: req.cluster, repo }));
-    await autoItem(checks, 'version-match', 'Check the PostgreSQL major version against the stanza', () =>
+    const pkg = await attended.autoItem(checks, 'packages', 'Check PostgreSQL and pgBackRest on the new host', () => target.quick.checkHostPackages({ cluster: req.cluster }));
+    const pgMajor = (pkg as CheckOutcome & { pgMajor?: number }).pgMajor;
+    const conf = await attended.autoItem(checks, 'pgbackrest-config', 'Check the pgBackRest configuration', () => target.quick.checkPgBackRestConfig({ cluster: req.cluster, repo }));
+    const encrypted = Boolean((conf as CheckOutcome & { encrypted?: boolean }).encrypted);
+    await attended.autoItem(checks, 'cipher-passphrase', `Check the cipher passphrase of repo${repo}`, () => target.quick.checkCipherPassphrase({ cluster: req.cluster, repo, encrypted }));
+    await attended.autoItem(checks, 'repo-reachable', `Check that repo${repo} is reachable`, () => target.quick.checkRepoReachable({ cluster: req.cluster, repo }));
+    await attended.autoItem(checks, 'version-match', 'Check the PostgreSQL major version against the stanza', () =>
       target.quick.checkMajorVersion({ cluster: req.cluster, repo, pgMajor: pgMajor ?? 0 }),
     );
-    info = await guarded(`Read the backup sets in repo${repo}`, () => target.quick.readStanzaInfo({ cluster: req.cluster, repo }));
+    info = await attended.guarded(`Read the backup sets in repo${repo}`, () => target.quick.readStanzaInfo({ cluster: req.cluster, repo }));
     resolved = await rb.step('Check the recovery target', async () => {
       const r = resolveRestoreTarget({ ...requestedTarget, repo }, info!, now());
       if (!r.ok) throw ApplicationFailure.nonRetryable(r.message, 'BadInput');
       return r.target;
     });
-    noteLast(resolved.description);
+    facts.set = { label: resolved.set.label, type: resolved.set.type, stoppedAt: resolved.set.stoppedAt, size: resolved.set.size };
+    facts.target.description = resolved.description;
+    attended.noteLast(resolved.description);
     rb.section('target', () => `Restoring **${resolved!.description}** onto ${req.targetHost}${drill ? ' (drill: scratch folder)' : ` into ${p.dataDir}`}`);
-    await autoItem(checks, 'data-directory', drill ? 'Check the scratch location' : `Check that ${p.dataDir} is empty or absent`, () =>
+    await attended.autoItem(checks, 'data-directory', drill ? 'Check the scratch location' : `Check that ${p.dataDir} is empty or absent`, () =>
       target.quick.checkTargetLocation({ cluster: req.cluster, run, drill, scratch, needBytes: resolved!.set.size, repo }),
     );
 
     // 4. Restore, start, wait until promoted, check.
     restoreTouched = true;
     const request = restoreRequestFor(req.cluster, resolved);
-    const restoredOut = await guarded(`Restore ${resolved.description}`, () =>
+    const restoredOut = await attended.guarded(`Restore ${resolved.description}`, () =>
       long.restoreOnTarget.executeWithOptions({ summary: `pgbackrest restore ${resolved!.description} on ${req.targetHost}` }, [
         { cluster: req.cluster, run, drill, scratch, request: { set: request.set, repo: request.repo, target: request.target } },
       ]),
@@ -410,18 +294,28 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
     if (restoredOut.keptStaleAt) {
       const how = restoredOut.mode === 'reflink-delta' ? 'a delta restore onto a reflink clone of it' : restoredOut.mode === 'copy-delta' ? 'a delta restore onto a copy of it' : 'a full restore';
       notes.push(`The stale copy found in the target directory is kept at ${restoredOut.keptStaleAt} on ${req.targetHost} (never deleted); the restore was ${how}${restoredOut.fallback ? ` (${restoredOut.fallback})` : ''}, ${formatDuration(restoredOut.durationMs)}.`);
-      noteLast(notes[notes.length - 1]);
+      attended.noteLast(notes[notes.length - 1]);
     }
-    reached = await guarded(`Start PostgreSQL on ${req.targetHost} and wait until it is promoted`, () =>
+    reached = await attended.guarded(`Start PostgreSQL on ${req.targetHost} and wait until it is promoted`, () =>
       long.startOnTarget({ cluster: req.cluster, drill, scratch }),
     );
-    noteLast(`port ${reached.port}; ${reached.stoppedAt ?? 'end of the archived WAL'}; timeline ${reached.timeline}`);
+    facts.location = { dataDir: reached.dataDir, port: reached.port, scratch: drill };
+    facts.reached = {
+      recoveryMs: reached.recoveryMs,
+      lastReplayLsn: reached.lastReplayLsn,
+      lastReplayTime: reached.lastReplayTime,
+      timeline: reached.timeline,
+      stoppedAt: reached.stoppedAt,
+      walMax: info?.window?.walMax ?? null,
+      reachedWalMax: null,
+    };
+    attended.noteLast(`port ${reached.port}; ${reached.stoppedAt ?? 'end of the archived WAL'}; timeline ${reached.timeline}`);
     if (!drill) {
       const archiving = await archiveNewTimeline(rb, hostTaskQueue(req.targetHost), req.cluster, reached.timeline);
       if (archiving) notes.push(archiving);
     }
 
-    const post = checklist('After the restore (pgdr checks)', [
+    const post = attended.checklist('After the restore (pgdr checks)', [
       { id: 'connectivity', title: 'Database connectivity: SELECT 1', kind: 'auto' },
       ...(p.expectTables ? [{ id: 'table-counts', title: 'Table counts match expectations (restore.expectTables)', kind: 'auto' as const }] : []),
       ...(p.migrationsTable ? [{ id: 'migrations', title: `Recent migrations are present (${p.migrationsTable})`, kind: 'auto' as const }] : []),
@@ -434,10 +328,11 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
     const at = { port: reached.port, socketDir: reached.socketDir, dataDir: reached.dataDir };
     for (const item of post.items) {
       if (item.id === 'point-reached') {
-        await autoItem(post, item.id, item.title, async () => {
+        await attended.autoItem(post, item.id, item.title, async () => {
           const r = reached!;
           if (resolved!.type === 'latest') {
-            reachedWal = replayReached(r.lastReplayLsn, info!.window?.walMax);
+            const reachedWal = replayReached(r.lastReplayLsn, info!.window?.walMax);
+            facts.reached!.reachedWalMax = reachedWal;
             return {
               ok: reachedWal !== false,
               note: `last replayed WAL position ${r.lastReplayLsn ?? '?'}; newest archived segment ${info!.window?.walMax ?? '?'}${reachedWal === null ? ' (not comparable)' : ''}`,
@@ -447,47 +342,47 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
           return { ok: Boolean(r.stoppedAt), note: r.stoppedAt ?? 'PostgreSQL logged no "recovery stopping" line' };
         });
       } else {
-        await autoItem(post, item.id, `Post-restore check: ${item.title}`, () => target.quick.postRestoreCheck({ cluster: req.cluster, item: item.id, at: drill ? at : undefined }));
+        await attended.autoItem(post, item.id, `Post-restore check: ${item.title}`, () => target.quick.postRestoreCheck({ cluster: req.cluster, item: item.id, at: drill ? at : undefined }));
       }
     }
-    databaseAvailableAt = now();
+    facts.databaseAvailableAt = now();
 
     // 5. Application services, then the DNS / traffic switch.
-    const apps = checklist(
+    const apps = attended.checklist(
       'Application services',
       p.applications.length
         ? p.applications.map((a) => ({ id: a.id, title: a.title, kind: 'auto' as const, optional: a.optional }))
         : [{ id: 'app-health', title: `Application services are restarted against ${req.targetHost} and healthy`, kind: 'manual' as const }],
     );
     if (drill) {
-      for (const i of apps.items) skipItem(apps, i.id, 'drill');
+      for (const i of apps.items) attended.skipItem(apps, i.id, 'drill');
       rb.skip('Application services', 'drill: production applications are not touched');
     } else if (p.applications.length) {
       for (const a of p.applications) {
-        await autoItem(apps, a.id, `Application: ${a.title}`, () => target.quick.runConfiguredCheck({ cluster: req.cluster, item: a.id }));
+        await attended.autoItem(apps, a.id, `Application: ${a.title}`, () => target.quick.runConfiguredCheck({ cluster: req.cluster, item: a.id }));
       }
     } else {
-      await signOffs(apps, 'Sign-off: application services restarted and healthy');
+      await attended.signOffs(apps, 'Sign-off: application services restarted and healthy');
     }
 
-    const traffic = checklist('DNS / traffic', [
+    const traffic = attended.checklist('DNS / traffic', [
       ...(p.dnsSwitchHook ? [{ id: 'dns-hook', title: `DNS / traffic switch hook: ${p.dnsSwitchHook}`, kind: 'auto' as const }] : []),
       { id: 'dns-switched', title: `DNS / traffic points to ${req.targetHost} (clients reach the new primary)`, kind: 'manual' },
     ]);
     if (drill) {
-      for (const i of traffic.items) skipItem(traffic, i.id, 'drill');
+      for (const i of traffic.items) attended.skipItem(traffic, i.id, 'drill');
       rb.skip('DNS / traffic switch', 'drill: production DNS is not touched');
     } else {
       if (p.dnsSwitchHook) {
-        await autoItem(traffic, 'dns-hook', 'Run the DNS / traffic switch hook', () => target.quick.runDnsSwitchHook({ cluster: req.cluster, targetHost: req.targetHost, workflowId: wf }));
+        await attended.autoItem(traffic, 'dns-hook', 'Run the DNS / traffic switch hook', () => target.quick.runDnsSwitchHook({ cluster: req.cluster, targetHost: req.targetHost, workflowId: wf }));
       }
-      await signOffs(traffic, 'Sign-off: DNS / traffic switched');
+      await attended.signOffs(traffic, 'Sign-off: DNS / traffic switched');
     }
-    outcome = drill ? 'drill-passed' : 'recovered';
+    facts.outcome = drill ? 'drill-passed' : 'recovered';
   } catch (err) {
     failure = err;
-    outcome = err instanceof Aborted || isCancellation(err) ? 'aborted' : 'failed';
-    error = isCancellation(err) ? 'the workflow was cancelled' : err instanceof Error ? rootMessage(err) : String(err);
+    facts.outcome = err instanceof Aborted || isCancellation(err) ? 'aborted' : 'failed';
+    facts.error = isCancellation(err) ? 'the workflow was cancelled' : err instanceof Error ? rootMessage(err) : String(err);
   }
 
   // 6. Drill teardown (always), the report (always). Not cancellable: the last word must be written.
@@ -495,7 +390,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
     if (drill && plan && restoreTouched) {
       try {
         const r = await rb.step('Tear down the scratch cluster', () => target.long('10m', plan!.heartbeatTimeout).removeFullSiteScratch({ cluster: req.cluster, scratch }));
-        noteLast(`${r.dir} ${r.existed ? 'stopped and deleted' : 'was already gone'}`);
+        attended.noteLast(`${r.dir} ${r.existed ? 'stopped and deleted' : 'was already gone'}`);
       } catch (err) {
         notes.push(`The drill's scratch copy on ${req.targetHost} could not be removed (${err instanceof Error ? rootMessage(err) : String(err)}): pgdr dr full-site cleanup is manual — stop it and delete ${plan.scratch?.dir}.`);
       }
@@ -513,7 +408,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
           return await config.writeDrReport({ workflowId: wf, markdown: md, svg });
         }
       });
-      noteLast(`${w.file} on ${w.host}`);
+      attended.noteLast(`${w.file} on ${w.host}`);
       Object.assign(report, w);
     } catch (err) {
       report.writeError = err instanceof Error ? rootMessage(err) : String(err);
@@ -523,19 +418,19 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
     report.markdown = md;
     const m = measuredRto(reportData());
     await notify({
-      level: outcome === 'recovered' || outcome === 'drill-passed' ? 'success' : 'alert',
-      title: `${outcome === 'recovered' ? 'RECOVERED' : outcome === 'drill-passed' ? 'DR drill passed' : outcome === 'aborted' ? 'ABORTED' : 'FAILED'}: ${drill ? 'DR drill' : 'full-site recovery'} of ${req.cluster} onto ${req.targetHost}`,
+      level: facts.outcome === 'recovered' || facts.outcome === 'drill-passed' ? 'success' : 'alert',
+      title: `${facts.outcome === 'recovered' ? 'RECOVERED' : facts.outcome === 'drill-passed' ? 'DR drill passed' : facts.outcome === 'aborted' ? 'ABORTED' : 'FAILED'}: ${drill ? 'DR drill' : 'full-site recovery'} of ${req.cluster} onto ${req.targetHost}`,
       cluster: req.cluster,
       runbook: 'fullSiteRecovery',
       fields: {
-        'Measured RTO': `${m.measuredMs !== undefined ? formatDuration(m.measuredMs) : '—'} (target ${rto.target}: rto.fullSite${m.exceeded ? ', EXCEEDED' : ''})`,
+        'Measured RTO': `${m.measuredMs !== undefined ? formatDuration(m.measuredMs) : '—'} (target ${facts.rto.target}: rto.fullSite${m.exceeded ? ', EXCEEDED' : ''})`,
         ...(report.file ? { Report: `${report.file} on ${report.host}` } : {}),
       },
       text: md.slice(0, 2800),
-      error,
+      error: facts.error,
     });
     return {
-      outcome,
+      outcome: facts.outcome,
       workflowId: wf,
       cluster: req.cluster,
       targetHost: req.targetHost,
@@ -544,13 +439,13 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
       set: resolved?.set.label,
       target: resolved?.description ?? targetText,
       reached,
-      rto: { ...rto, measuredMs: m.measuredMs, databaseAvailableMs: m.databaseMs, exceeded: m.exceeded },
+      rto: { ...facts.rto, measuredMs: m.measuredMs, databaseAvailableMs: m.databaseMs, exceeded: m.exceeded },
       steps: rb.steps.map((s) => ({ ...s })),
-      checklists: lists.map((l) => l.snapshot()),
+      checklists: attended.lists.map((l) => l.snapshot()),
       approvals: approvalAudit(),
       pauses: pauses.all.map((x) => ({ ...x })),
       report,
-      error,
+      error: facts.error,
     };
   });
 
@@ -558,8 +453,8 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
   if (failure !== undefined) {
     if (isCancellation(failure)) throw failure;
     throw ApplicationFailure.create({
-      type: outcome === 'aborted' ? 'FullSiteRecoveryAborted' : 'FullSiteRecoveryFailed',
-      message: `${drill ? 'DR drill' : 'full-site recovery'} of ${req.cluster} onto ${req.targetHost} ${outcome}: ${error}${result.report.file ? ` — report: ${result.report.file} on ${result.report.host}` : ''}`,
+      type: facts.outcome === 'aborted' ? 'FullSiteRecoveryAborted' : 'FullSiteRecoveryFailed',
+      message: `${drill ? 'DR drill' : 'full-site recovery'} of ${req.cluster} onto ${req.targetHost} ${facts.outcome}: ${facts.error}${result.report.file ? ` — report: ${result.report.file} on ${result.report.host}` : ''}`,
       nonRetryable: true,
       details: [result],
     });

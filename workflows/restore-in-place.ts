@@ -23,8 +23,8 @@
 import { allHandlersFinished, ApplicationFailure, CancellationScope, condition, isCancellation, workflowInfo } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { RecoveryReport } from '../activities/restore';
-import { restoreInPlaceInputSchema } from '../common/inputs';
-import { pgTime, resolveRestoreTarget, type RestoreTarget } from '../common/restore-target';
+import { restoreInPlaceInputSchema, type RestoreInPlaceInput } from '../common/inputs';
+import { pgTime, resolveRestoreTarget } from '../common/restore-target';
 import { runTag } from '../common/run-identity';
 import { approvalAudit, approvalOfThisRun, requestApproval, type ApprovalRequest } from './approval';
 import { Checklist, type ChecklistSnapshot } from './checklist';
@@ -32,15 +32,6 @@ import { Pauses, type Pause } from './pause';
 import { postRestoreItems, preRestoreItems } from './restore-checklists';
 import { archiveNewTimeline, restoreRequestFor, runPostRestoreChecklist } from './restore-steps';
 import { config, notify, onHost, rootMessage, Runbook, validInput } from './runbook';
-
-export interface RestoreInPlaceInput {
-  cluster: string;
-  target: RestoreTarget;
-  /** Must equal the cluster's confirmation token (restore.confirmationToken). */
-  confirmation: string;
-  reason: string;
-  requestedBy: string;
-}
 
 export interface RestoreInPlaceResult {
   cluster: string;

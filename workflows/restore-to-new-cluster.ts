@@ -10,25 +10,14 @@
  * 6. Post-restore checklist; register the new cluster (`pgdr clusters list`).
  */
 import { ApplicationFailure, CancellationScope, workflowInfo } from '@temporalio/workflow';
-import { restoreToNewClusterInputSchema } from '../common/inputs';
-import { resolveRestoreTarget, type RestoreTarget } from '../common/restore-target';
+import { restoreToNewClusterInputSchema, type RestoreToNewClusterInput } from '../common/inputs';
+import { resolveRestoreTarget } from '../common/restore-target';
 import type { NewClusterLayout } from '../activities/restore-new-cluster';
 import type { RecoveryReport } from '../activities/restore';
 import { Checklist, type ChecklistSnapshot } from './checklist';
 import { postRestoreItems, preRestoreItems } from './restore-checklists';
 import { config, onHost, Runbook, validInput } from './runbook';
 import { restoreRequestFor, runPostRestoreChecklist } from './restore-steps';
-
-export interface RestoreToNewClusterInput {
-  cluster: string;
-  target: RestoreTarget;
-  name: string;
-  port?: number;
-  dataDir?: string;
-  databases?: string[];
-  requestedBy?: string;
-  reason?: string;
-}
 
 export interface RestoreToNewClusterResult {
   name: string;

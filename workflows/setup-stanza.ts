@@ -8,7 +8,8 @@
  */
 import { ApplicationFailure } from '@temporalio/workflow';
 import { setupStanzaInputSchema } from '../common/inputs';
-import type { SetupStanzaInput, SetupStanzaResult } from '../common/types';
+import type { SetupStanzaInput } from '../common/inputs';
+import type { SetupStanzaResult } from '../common/types';
 import { config, onHost, Runbook, validInput } from './runbook';
 
 export async function setupStanza(input: SetupStanzaInput): Promise<SetupStanzaResult> {

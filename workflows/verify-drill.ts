@@ -21,7 +21,8 @@
 import { ActivityCancellationType, ApplicationFailure, CancellationScope, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { Activities } from '../activities';
-import { diskFullMessage, mayBeDiskFull, type DrillInput, type DrillResult, type DrillTarget, type PreflightReport, type RpoMarker, type ValidationReport, type VerifyReport } from '../common/drill';
+import type { DrillInput, DrillTarget } from '../common/inputs';
+import { diskFullMessage, mayBeDiskFull, type DrillResult, type PreflightReport, type RpoMarker, type ValidationReport, type VerifyReport } from '../common/drill';
 import { drillInputSchema } from '../common/inputs';
 import { ANNOTATION, durationMs, type ClusterSummary } from '../common/types';
 import type { RecoveryReport } from '../activities/restore';

@@ -7,7 +7,7 @@
 import { patched } from '@temporalio/workflow';
 import * as current from '../../workflows';
 import type { DemoApprovalInput } from '../../common/approvals';
-import type { FullSiteRecoveryInput } from '../../workflows/full-site-recovery';
+import type { FullSiteRecoveryInput } from '../../common/inputs';
 import { notify } from '../../workflows/runbook';
 
 export * from '../../workflows';
