@@ -1,6 +1,6 @@
 /**
  * pgdr's logger: pino, JSON lines on stderr (for log shippers), or short readable lines when stderr is a
- * terminal. The Temporal SDK's own logs go through it too, one level quieter (its info is our debug).
+ * terminal, or JSON lines appended to $PGDR_LOG_FILE. The Temporal SDK's own logs go through it too, one level quieter (its info is our debug).
  */
 import pino from 'pino';
 
@@ -19,7 +19,14 @@ const readable = {
   },
 };
 
-export const log = pino({ name: 'pgdr', level: process.env.PGDR_LOG_LEVEL ?? 'info' }, process.stderr.isTTY ? readable : pino.destination(2));
+/** Where records go: $PGDR_LOG_FILE (appended; the test suite collects every worker's log there), else stderr. */
+function destination() {
+  const file = process.env.PGDR_LOG_FILE;
+  if (file) return pino.destination({ dest: file, append: true, mkdir: true, sync: true });
+  return process.stderr.isTTY ? readable : pino.destination(2);
+}
+
+export const log = pino({ name: 'pgdr', level: process.env.PGDR_LOG_LEVEL ?? 'info' }, destination());
 
 type Meta = Record<string, unknown> | undefined;
 

@@ -12,8 +12,18 @@ else
   files=(dist/test/*.test.js)
 fi
 export PGDR_LOG_LEVEL="${PGDR_LOG_LEVEL:-warn}"   # workers log through pino; warnings and errors only
+# The workers' expected warnings (a test kills a worker on purpose, …) go to one file, not into the test output.
+export PGDR_LOG_FILE="${PGDR_LOG_FILE:-$ROOT/.pgdr/test-logs/$(date -u +%Y%m%dT%H%M%SZ).log}"
+mkdir -p "$(dirname "$PGDR_LOG_FILE")"
 # Per-file wall times are printed after the summary (scripts/file-times-reporter.mjs).
-exec node --test --test-concurrency="${PGDR_TEST_JOBS:-1}" \
+set +e
+node --test --test-concurrency="${PGDR_TEST_JOBS:-1}" \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=./scripts/file-times-reporter.mjs --test-reporter-destination=stdout \
   "${files[@]}"
+status=$?
+set -e
+if [ -f "$PGDR_LOG_FILE" ]; then
+  printf 'worker logs: %s (%s warnings, %s errors)\n' "$PGDR_LOG_FILE" "$(grep -c '"level":40' "$PGDR_LOG_FILE" || true)" "$(grep -c '"level":5[0-9]' "$PGDR_LOG_FILE" || true)"
+fi
+exit $status
