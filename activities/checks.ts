@@ -46,7 +46,7 @@ export interface RestoreSettings {
   preChecklist: { add: ChecklistItemConfig[]; remove: string[] };
   postChecklist: { add: ChecklistItemConfig[]; remove: string[] };
   applications: ChecklistItemConfig[];
-  rto: { singleDatabase: string; pitr: string; fullSite: string };
+  rto: { pitr: string; fullSite: string };
   drillTables: string[];
   preChecklistTimeout: string;
   postChecklistTimeout: string;

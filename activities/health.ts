@@ -1,5 +1,5 @@
 /**
- * Host activities of the health checks, retention and metrics (issue 3). They run on the task queue of the
+ * Host activities of the health checks, retention and metrics. They run on the task queue of the
  * host that owns the cluster.
  *
  * Incident state (no alert storms): each check of each cluster keeps a small JSON file on the worker host,

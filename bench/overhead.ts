@@ -1,5 +1,5 @@
 /**
- * Benchmark (issue 15 part 4): what pgdr adds to the pgBackRest work it runs, measured directly, next to
+ * Benchmark: what pgdr adds to the pgBackRest work it runs, measured directly, next to
  * the side-by-side ratio. Not a test: it prints figures and never fails on time.
  *
  * The worker runs in a child process with PGDR_PGBACKREST_BIN=bench/pgbackrest-timing.sh, a wrapper that

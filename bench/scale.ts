@@ -1,5 +1,5 @@
 /**
- * Benchmark (issue 15 part 3): one worker process serving many clusters — 7 schedules per cluster firing
+ * Benchmark: one worker process serving many clusters — 7 schedules per cluster firing
  * every few minutes — while runbooks wait for approval. Not a test: it prints figures measured side by side
  * in one run (a small and a large fleet, same Temporal dev server, same worker options) and never fails on
  * time.

@@ -1,5 +1,5 @@
 /**
- * Finding runs (issue 15): `pgdr runs` (a visibility query over pgdr's search attributes), `pgdr status <id>`,
+ * Finding runs: `pgdr runs` (a visibility query over pgdr's search attributes), `pgdr status <id>`,
  * `pgdr watch <id>` (re-attach to the live step view, e.g. after Ctrl-C), `pgdr cancel <id> --reason`, and
  * `pgdr search-attributes apply` (register pgdr's search attributes on a namespace).
  */

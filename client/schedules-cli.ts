@@ -1,5 +1,5 @@
 /**
- * CLI commands of issue 3: `pgdr schedules apply|list|pause|resume|trigger`, `pgdr expire`, `pgdr health`.
+ * CLI commands of schedules, retention and health: `pgdr schedules apply|list|pause|resume|trigger`, `pgdr expire`, `pgdr health`.
  */
 import { Option, type Command } from 'commander';
 import type { LoadedConfig } from '../common/config';

@@ -6,11 +6,11 @@
 import { z } from 'zod';
 
 /** Runbook kinds with an approval policy in the config (`approvals.<kind>`). */
-export type ApprovalKind = 'restoreInPlace' | 'fullSiteRecovery' | 'expire' | 'cleanup' | 'demo';
+export type ApprovalKind = 'restoreInPlace' | 'fullSiteRecovery' | 'cleanup' | 'demo';
 
 /** The runbooks (workflow types) that can wait at an approval gate: where `pgdr approvals list` looks. */
 export const APPROVAL_RUNBOOKS = ['restoreInPlace', 'fullSiteRecovery', 'cleanupRestore', 'demoApproval'] as const;
-export const APPROVAL_KINDS: readonly ApprovalKind[] = ['restoreInPlace', 'fullSiteRecovery', 'expire', 'cleanup', 'demo'];
+export const APPROVAL_KINDS: readonly ApprovalKind[] = ['restoreInPlace', 'fullSiteRecovery', 'cleanup', 'demo'];
 
 export type ApprovalStatus = 'pending' | 'approved' | 'rejected' | 'expired';
 export type VoteChannel = 'cli' | 'slack' | 'ui';

@@ -226,7 +226,6 @@ export const clusterSchema = z
     /** Recovery time objectives, defaults from the DR plan's RTO table. */
     rto: z
       .object({
-        singleDatabase: durationSchema.default('15m'),
         pitr: durationSchema.default('30m'),
         fullSite: durationSchema.default('2h'),
       })
@@ -342,7 +341,6 @@ export const configSchema = z
       .object({
         restoreInPlace: approvalPolicySchema.default({}),
         fullSiteRecovery: approvalPolicySchema.default({ required: 2 }),
-        expire: approvalPolicySchema.default({}),
         cleanup: approvalPolicySchema.default({}),
         /** `pgdr demo approval`: two made-up CLI identities so that a new user can try the gate at once. */
         demo: approvalPolicySchema.default({ approvers: ['alice', 'bob'] }),

@@ -1,5 +1,5 @@
 /**
- * Inputs and results of the retention and health-check runbooks (issue 3). Pure: imported by workflows,
+ * Inputs and results of the retention and health-check runbooks. Pure: imported by workflows,
  * activities and the CLI.
  */
 import { z } from 'zod';

@@ -1,5 +1,5 @@
 /**
- * Issue 5: the approval gate against a real Temporal dev server, with the Slack Web API faked locally and
+ * The approval gate against a real Temporal dev server, with the Slack Web API faked locally and
  * interactivity requests signed with a test signing secret, sent to `pgdr slack-server`'s handler.
  */
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * Issue 13: the on-call paths, driven the way a person drives them — `pgdr dev` (what `npm start` runs)
+ * The on-call paths, driven the way a person drives them — `pgdr dev` (what `npm start` runs)
  * piped into `tee` on a pseudo-terminal and stopped with Ctrl-C, the `pgdr` CLI in another "terminal"
  * (child processes; a pseudo-terminal where a prompt matters). One embedded default serves every test.
  */
@@ -107,7 +107,7 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-describe('on-call paths (issue 13)', () => {
+describe('on-call paths', () => {
   test('the start banner tells the truth: the CLI finds the demo config under PGDR_STATE_DIR, no "No workflows registered" warning', async () => {
     assert.match(stack.out, new RegExp(`Config\\s+${stateDir}/demo/pgdr.yaml\\s+\\(the pgdr CLI finds it with PGDR_STATE_DIR=`));
     assert.doesNotMatch(stack.out, /No workflows registered/);

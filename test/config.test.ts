@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { run } from '../activities/process';
-import { loadConfig } from '../common/config';
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { configSchema, loadConfig } from '../common/config';
 import { PROJECT_ROOT } from '../common/paths';
 
 test('config/pgdr.example.yaml is a valid configuration', () => {
@@ -42,4 +44,35 @@ test('`pgdr config check --offline` validates a file without a server, and names
   assert.match(r.stderr, /clusters\[0\]\.port/);
   assert.match(r.stderr, /clusters\[0\]\.dataDir/);
   rmSync(dir, { recursive: true, force: true });
+});
+
+/** Every field name the schema accepts (nested objects, lists and unions walked), e.g. "clusters.restore.deltaBy". */
+function schemaFields(t: z.ZodTypeAny, prefix = ''): string[] {
+  const def = t._def as { typeName: string } & Record<string, unknown>;
+  switch (def.typeName) {
+    case 'ZodObject':
+      return Object.entries((t as z.AnyZodObject).shape).flatMap(([k, v]) => [`${prefix}${k}`, ...schemaFields(v as z.ZodTypeAny, `${prefix}${k}.`)]);
+    case 'ZodOptional':
+    case 'ZodNullable':
+    case 'ZodDefault':
+      return schemaFields(def.innerType as z.ZodTypeAny, prefix);
+    case 'ZodEffects':
+      return schemaFields(def.schema as z.ZodTypeAny, prefix);
+    case 'ZodArray':
+      return schemaFields(def.type as z.ZodTypeAny, prefix);
+    case 'ZodUnion':
+    case 'ZodDiscriminatedUnion':
+      return [...new Set((def.options as z.ZodTypeAny[]).flatMap((o) => schemaFields(o, prefix)))];
+    default:
+      return [];
+  }
+}
+
+test('the example config shows every field of the schema (set, or in a comment)', () => {
+  const text = readFileSync(join(PROJECT_ROOT, 'config', 'pgdr.example.yaml'), 'utf8');
+  const fields = schemaFields(configSchema);
+  assert.ok(fields.length > 80, `walked ${fields.length} fields`);
+  // A record's keys are data, not fields (approvals.people, restore.expectTables): their parent is enough.
+  const missing = fields.filter((f) => !new RegExp(`(^|[\\s{,#-])${f.split('.').pop()}:`, 'm').test(text));
+  assert.deepEqual(missing, [], `fields missing from config/pgdr.example.yaml: ${missing.join(', ')}`);
 });

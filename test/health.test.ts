@@ -1,5 +1,5 @@
 /**
- * Issue 3: notifications, health checks, expire and metrics against a real Temporal dev server, a real
+ * Notifications, health checks, expire and metrics against a real Temporal dev server, a real
  * PostgreSQL 15 cluster, real pgBackRest and a local fake of the Slack Web API.
  */
 import assert from 'node:assert/strict';

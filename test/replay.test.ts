@@ -1,5 +1,5 @@
 /**
- * Issue 15: every recorded history (test/histories/, `npm run record-histories`) replays with the current
+ * Every recorded history (test/histories/, `npm run record-histories`) replays with the current
  * workflow code. A runbook change that adds, removes or reorders an activity, timer, notification or
  * search-attribute upsert without `patched()` fails here, naming the runbook, the path and the event — the
  * same failure a worker would hit on a run in flight after the deploy.

@@ -1,5 +1,5 @@
 /**
- * Issue 15, part 2: finding runs. Runbooks started the way the CLI starts them carry pgdr's search
+ * Finding runs. Runbooks started the way the CLI starts them carry pgdr's search
  * attributes; `pgdr runs`, `pgdr status`, `pgdr cancel` and visibility queries find and handle them; the
  * outcome is set when a run ends; a namespace without the attributes still runs everything, and
  * `pgdr search-attributes apply` registers them (idempotent).

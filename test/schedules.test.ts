@@ -1,5 +1,5 @@
 /**
- * Issue 3: Temporal Schedules from the config, against a real Temporal dev server, a real PostgreSQL 15
+ * Temporal Schedules from the config, against a real Temporal dev server, a real PostgreSQL 15
  * cluster and real pgBackRest. What the server describes is what is asserted.
  */
 import assert from 'node:assert/strict';

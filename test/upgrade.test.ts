@@ -1,5 +1,5 @@
 /**
- * Issue 15: a deploy does not strand a recovery. Runs started under version N wait (a demo approval, a
+ * A deploy does not strand a recovery. Runs started under version N wait (a demo approval, a
  * full-site DR drill paused on a failed check); the worker stops; version N+1 — with a new step before
  * those waits, guarded by patched() (test/upgrade-workflows/) — takes over the same task queue; both runs
  * finish as people decide, without the new step, while a run started under N+1 takes it. The same change

@@ -1,5 +1,5 @@
 /**
- * What a pgdr worker runs besides its Temporal workers (issue 3):
+ * What a pgdr worker runs besides its Temporal workers:
  * - the Prometheus endpoint (`worker.metricsPort`, 0 = off) and the node_exporter textfile
  *   (`worker.metricsTextfile`), both for the clusters of the hosts this worker owns;
  * - `pgdr schedules apply` at start when `worker.applySchedules` is true (only by a worker that serves the
