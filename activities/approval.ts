@@ -5,134 +5,26 @@
  * work, so the message functions log and return `delivered: 'log'`.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import type { KnownBlock } from '@slack/web-api';
 import { appendFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../common/config';
 import {
   APPROVAL_KINDS,
-  SLACK_ACTION,
-  encodeButtonValue,
-  isSlackUserId,
   listOr,
   type ApprovalAuditRecord,
   type ApprovalKind,
   type ApprovalView,
   type ResolvedApprovalPolicy,
-  type SlackMessageRef,
 } from '../common/approvals';
 import { when } from '../common/human-time';
 import { log } from '../common/log';
 import { hostTaskQueue } from '../common/types';
 import type { ActivityDeps } from './context';
-import { slackTarget, workflowUrl } from './slack';
+import { approvalBlocks, approvalText, mention, slackTarget, updateApprovalMessage, workflowUrl, type MessageResult } from '../common/slack';
 
 /** The audit log file: JSON lines, only ever appended to. */
 export function approvalAuditFile(config: LoadedConfig): string {
   return join(config.stateDirAbs, 'audit', 'approvals.jsonl');
-}
-
-/** `<@U123>` for Slack user ids (a mention), the name otherwise. */
-export function mention(identity: string): string {
-  return isSlackUserId(identity) ? `<@${identity}>` : identity;
-}
-
-function who(v: { by: string; slackUserName?: string }): string {
-  return isSlackUserId(v.by) ? `<@${v.by}>${v.slackUserName ? ` (${v.slackUserName})` : ''}` : v.by;
-}
-
-function paramLines(view: ApprovalView): string[] {
-  return Object.entries(view.details).map(([k, v]) => `• ${k}: \`${v === null ? '—' : String(v)}\``);
-}
-
-/** Plain-text fallback (notifications, logs, screen readers). */
-export function approvalText(view: ApprovalView): string {
-  const head: Record<ApprovalView['status'], string> = {
-    pending: 'Approval needed',
-    approved: 'APPROVED',
-    rejected: 'REJECTED',
-    expired: 'EXPIRED (nothing was done)',
-  };
-  return `${head[view.status]}: ${view.action} — requested by ${view.requestedBy}: ${view.reason} (workflow ${view.workflowId}, ${view.approvalId})`;
-}
-
-/** "a, b and c": everyone who decided (listOr is for who may still vote). */
-function listAnd(names: string[]): string {
-  return names.length <= 1 ? names.join('') : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
-}
-
-function truncate(s: string, n: number): string {
-  return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
-}
-
-/** The Block Kit message for an approval in its current state: buttons while pending, the outcome after. */
-export function approvalBlocks(view: ApprovalView, url?: string): KnownBlock[] {
-  const icon: Record<ApprovalView['status'], string> = { pending: ':lock:', approved: ':white_check_mark:', rejected: ':x:', expired: ':hourglass:' };
-  const blocks: KnownBlock[] = [
-    { type: 'section', text: { type: 'mrkdwn', text: truncate(`${icon[view.status]} *${view.status === 'pending' ? 'Approval needed' : view.status.toUpperCase()}:* ${view.action}`, 3000) } },
-  ];
-  const params = paramLines(view);
-  if (params.length) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: truncate(`*Exact parameters*\n${params.join('\n')}`, 3000) } });
-  blocks.push({
-    type: 'section',
-    text: {
-      type: 'mrkdwn',
-      text: truncate(
-        [
-          `*Requested by* ${mention(view.requestedBy)} — _${view.reason}_`,
-          `*Needs* ${view.required} approval${view.required > 1 ? 's' : ''} from ${listOr(view.approvers.map(mention))} · *deadline* ${when(view.deadline)}`,
-        ].join('\n'),
-        3000,
-      ),
-    },
-  });
-  if (view.votes.length) {
-    blocks.push({
-      type: 'section',
-      text: {
-        type: 'mrkdwn',
-        text: truncate(
-          view.votes.map((v) => `${v.decision === 'approve' ? ':white_check_mark: approved' : ':x: rejected'} by ${who(v)} via ${v.via} at ${when(v.at)}${v.comment ? ` — “${v.comment}”` : ''}`).join('\n'),
-          3000,
-        ),
-      },
-    });
-  }
-  if (view.status === 'pending') {
-    const value = encodeButtonValue({ w: view.workflowId, a: view.approvalId });
-    blocks.push({
-      type: 'actions',
-      block_id: `pgdr-approval-${view.approvalId}`,
-      elements: [
-        {
-          type: 'button',
-          action_id: SLACK_ACTION.approve,
-          style: 'primary',
-          text: { type: 'plain_text', text: 'Approve' },
-          value,
-          confirm: {
-            title: { type: 'plain_text', text: 'Approve this action?' },
-            text: { type: 'mrkdwn', text: truncate(`${view.action}\n${params.join('\n')}`, 300) },
-            confirm: { type: 'plain_text', text: 'Approve' },
-            deny: { type: 'plain_text', text: 'Cancel' },
-            style: 'danger',
-          },
-        },
-        { type: 'button', action_id: SLACK_ACTION.reject, style: 'danger', text: { type: 'plain_text', text: 'Reject' }, value },
-      ],
-    });
-  } else {
-    const outcome =
-      view.status === 'expired'
-        ? `:hourglass: Expired at ${when(view.decidedAt ?? view.deadline)} with no decision — the runbook stopped and nothing destructive was done.`
-        : `${view.status === 'approved' ? ':white_check_mark: Approved' : ':x: Rejected'} by ${listAnd((view.decidedBy ?? []).map((b) => who(view.votes.find((v) => v.by === b) ?? { by: b })))} at ${when(view.decidedAt ?? '')}.`;
-    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: outcome } });
-  }
-  blocks.push({
-    type: 'context',
-    elements: [{ type: 'mrkdwn', text: truncate(`${url ? `<${url}|workflow ${view.workflowId}>` : `workflow ${view.workflowId}`} · ${view.approvalId} · kind ${view.kind}`, 3000) }],
-  });
-  return blocks;
 }
 
 function currentWorkflowId(): string | undefined {
@@ -140,31 +32,6 @@ function currentWorkflowId(): string | undefined {
     return Context.current().info.workflowExecution?.workflowId;
   } catch {
     return undefined;
-  }
-}
-
-export interface MessageResult {
-  delivered: 'slack' | 'log';
-  slack?: SlackMessageRef;
-  error?: string;
-}
-
-/** chat.update of an approval message; used by the worker and by `pgdr slack-server`. Never throws. */
-export async function updateApprovalMessage(config: LoadedConfig, view: ApprovalView, opts: { retries?: number } = {}): Promise<MessageResult> {
-  if (!view.slack) return { delivered: 'log' };
-  const slack = slackTarget(config, opts);
-  if (!slack) return { delivered: 'log' };
-  try {
-    await slack.client.chat.update({
-      channel: view.slack.channel,
-      ts: view.slack.ts,
-      text: approvalText(view),
-      blocks: approvalBlocks(view, workflowUrl(config, view.workflowId)),
-    });
-    return { delivered: 'slack', slack: view.slack };
-  } catch (err) {
-    log.warn({ err: (err as Error).message, approvalId: view.approvalId }, 'slack: updating the approval message failed');
-    return { delivered: 'log', error: (err as Error).message };
   }
 }
 

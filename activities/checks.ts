@@ -13,7 +13,7 @@ import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, lastLines } from './pgbackrest';
 import { query, type PgTarget } from './postgres';
 import { run } from './process';
-import { slackTarget, workflowUrl } from './slack';
+import { slackTarget, workflowUrl } from '../common/slack';
 import { stopPoint } from './stop-points';
 
 /** Where restoreToNewCluster puts new clusters on this host: restore.newClusterDir, else <stateDir>/restored. */

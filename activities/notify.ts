@@ -8,7 +8,7 @@ import { Context } from '@temporalio/activity';
 import { times } from '../common/human-time';
 import { log } from '../common/log';
 import type { ActivityDeps } from './context';
-import { slackTarget, workflowUrl } from './slack';
+import { slackTarget, workflowUrl } from '../common/slack';
 
 export type NoticeLevel = 'info' | 'success' | 'warning' | 'alert' | 'recovery';
 
@@ -102,7 +102,7 @@ export function notifyActivities({ config }: ActivityDeps) {
       if (!slack) return { delivered: 'log' };
       try {
         // The WebClient retries 5xx and network errors with backoff and waits out 429 Retry-After
-        // (activities/slack.ts); the workflow bounds the whole call with a short activity timeout.
+        // (common/slack.ts); the workflow bounds the whole call with a short activity timeout.
         const args = { channel: slack.channel, text, blocks: noticeBlocks(n, url), unfurl_links: false } as Record<string, unknown>;
         if (n.threadTs) {
           args.thread_ts = n.threadTs;

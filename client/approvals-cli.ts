@@ -19,7 +19,7 @@ import {
   type VoteDecision,
 } from '../common/approvals';
 import type { LoadedConfig } from '../common/config';
-import { workflowUrl } from '../activities/slack';
+import { workflowUrl } from '../common/slack';
 import { when } from './format';
 import { signingSecretFromEnv, startSlackServer } from './slack-server';
 import { CliError, connectClient, rootCause, workflowId as newWorkflowId } from './temporal';

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import type { LoadedConfig } from '../common/config';
 import { PGDR_SEARCH_ATTRIBUTES, ROUTINE_RUNBOOKS } from '../common/search-attributes';
 import type { RunbookState } from '../workflows/runbook';
-import { workflowUrl } from '../activities/slack';
+import { workflowUrl } from '../common/slack';
 import { defaultIdentity } from './approvals-cli';
 import { times, when } from './format';
 import { applySearchAttributes, formatSearchAttributeReport } from './search-attributes';

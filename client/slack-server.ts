@@ -34,8 +34,7 @@ import {
   type VoteDecision,
 } from '../common/approvals';
 import { log } from '../common/log';
-import { updateApprovalMessage } from '../activities/approval';
-import { slackTarget } from '../activities/slack';
+import { slackTarget, updateApprovalMessage } from '../common/slack';
 import { rootCause } from './temporal';
 import type { PauseChoice } from '../workflows/pause';
 
