@@ -267,10 +267,12 @@ before(async () => {
   mkdirSync(hooks);
   chmodSync(hooks, 0o777);
   points = new StopPoints(hooks);
-  [s3, temporal] = await Promise.all([
-    startS3Server({ dir: join(root, 's3'), bindIp: lab.serviceIp }),
-    startTemporalServer({ dir: join(root, 'temporal'), bindIp: lab.serviceIp }),
+  // Both at once; each is kept as soon as it runs, so that cleanup stops it even when the other fails.
+  const started = await Promise.allSettled([
+    startS3Server({ dir: join(root, 's3'), bindIp: lab.serviceIp }).then((v) => (s3 = v)),
+    startTemporalServer({ dir: join(root, 'temporal'), bindIp: lab.serviceIp }).then((v) => (temporal = v)),
   ]);
+  for (const r of started) if (r.status === 'rejected') throw r.reason;
   client = await temporal.client();
   const [db1, db2] = [await lab.addHost('db1'), await lab.addHost('db2')];
   for (const h of ['db1', 'db2']) makeOwnedDir(join(root, h), 'postgres', 0o755);
@@ -284,7 +286,18 @@ before(async () => {
   console.log(`[multi-host] setup (netns, S3, Temporal ${JSON.stringify(temporal.timings)}, 2 clusters, 2 workers): ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 });
 
-after(async () => {
+let cleanedUp: Promise<void> | undefined;
+const cleanup = () => (cleanedUp ??= tearDown());
+after(cleanup);
+// Ctrl-C or a kill of the test run: the same teardown (namespaces, servers, postmasters), then exit.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    console.error(`[multi-host] ${sig}: tearing down`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+async function tearDown(): Promise<void> {
   points?.release();
   for (const host of [...workers.keys()]) await killWorker(host).catch(() => undefined);
   for (const c of clusters.values()) {
@@ -294,7 +307,7 @@ after(async () => {
   await s3?.stop().catch(() => undefined);
   await temporal?.stop().catch(() => undefined);
   if (!process.env.PGDR_KEEP_TEST_DIRS) rmSync(root, { recursive: true, force: true });
-});
+}
 
 describe('multi-host: database hosts in network namespaces, repo2 on S3, Temporal with mTLS', () => {
   test('the network: servers bind only to the service address, hosts have no way out', { timeout: 30_000 }, async () => {
@@ -353,10 +366,10 @@ describe('multi-host: database hosts in network namespaces, repo2 on S3, Tempora
         }
         // Straight from the object store: the backup's manifest and the archived WAL are objects in the bucket.
         const labelRepo2 = (await repoInfo(host, c, 2))[0].label;
-        const objects = await s3.listObjects(`${S3_REPO_PATH}/backup/${c.stanza}`);
-        assert.ok(objects.includes(`${S3_REPO_PATH.slice(1)}/backup/${c.stanza}/${labelRepo2}/backup.manifest`), objects.join('\n'));
-        const wal = await s3.listObjects(`${S3_REPO_PATH}/archive/${c.stanza}`);
-        assert.ok(wal.some((o) => /\/[0-9A-F]{24}-[0-9a-f]{40}(\.gz|\.lz4|\.zst)?$/.test(o)), `archived WAL in S3: ${wal.join('\n')}`);
+        const set = await s3.listObjects(`${S3_REPO_PATH}/backup/${c.stanza}/${labelRepo2}`);
+        assert.ok(set.includes('backup.manifest') && set.includes('pg_data/'), `${c.name} set ${labelRepo2} in S3: ${set.join(', ')}`);
+        const wal = await s3.listObjects(`${S3_REPO_PATH}/archive/${c.stanza}/15-1/0000000100000000`);
+        assert.ok(wal.some((o) => /^[0-9A-F]{24}-[0-9a-f]{40}(\.gz|\.lz4|\.zst)?$/.test(o)), `archived WAL in S3: ${wal.join(', ')}`);
       }
     }));
 
@@ -471,7 +484,13 @@ describe('multi-host: database hosts in network namespaces, repo2 on S3, Tempora
       points.release('pgbackrest-restore');
       const r = await cli;
       assert.equal(r.exitCode, 0, r.stdout + r.stderr);
-      const out = JSON.parse(r.stdout) as { dataDir: string; port: number; socketDir: string };
+      const out = JSON.parse(r.stdout) as { workflowId: string; dataDir: string; port: number; socketDir: string };
+      // The restore ran twice: the first attempt died with its worker, the retry on the restarted worker finished.
+      const history = await client.workflow.getHandle(out.workflowId).fetchHistory();
+      const retried = (history.events ?? []).filter((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1);
+      assert.ok(retried.length > 0, 'an activity finished on a later attempt');
+      // The first attempt's pgBackRest (held by the hook when its worker died) was killed, not left writing.
+      assert.deepEqual(await processesMatching('pgbackrest', 'restore', out.dataDir), []);
       const copy: PgTarget = { dataDir: out.dataDir, port: out.port, socketDir: out.socketDir, osUser: 'postgres', pgBinDir: PG_BIN_DIR, dbUser: 'postgres', database: 'postgres' };
       assert.deepEqual(await tags(copy), await tags(billing));
       const [pm] = await processesMatching('postgres', '-D', out.dataDir);
