@@ -1,7 +1,13 @@
 /**
- * All activities of pgdr. Workers register `createActivities(config)`; workflows import the type only.
- * Activities that read configuration run on the shared task queue; the rest run on the task queue of the
- * host that owns the cluster (see common/types.ts hostTaskQueue).
+ * All activities of pgdr, by the task queue they run on (workflows import the types only):
+ * - SharedActivities, on the shared task queue (every host's worker polls it): configuration lookups and
+ *   policy (answered alike by every worker: common/shared-config.ts), notifications, the approval gate's
+ *   Slack messages, the run's identity;
+ * - HostActivities, on the task queue of the host that owns a cluster (`pgdr-host-<host>`, common/types.ts
+ *   hostTaskQueue): everything that touches that host's files, processes and PostgreSQL.
+ * A host activity called through a shared-queue proxy (or the reverse) does not compile. Two run on either
+ * queue: the approval audit append (on approvals.auditHost, or shared when that host is down) and the DR
+ * report (on the target host, or shared when it does not answer).
  */
 import type { LoadedConfig } from '../common/config';
 import { backupActivities } from './backup';
@@ -18,7 +24,7 @@ import { fullSiteActivities } from './full-site';
 import { runActivities } from './owned-dirs';
 import { walGapActivities } from './wal-gap';
 
-export function createActivities(config: LoadedConfig) {
+function createAllActivities(config: LoadedConfig) {
   const deps = { config };
   return {
     ...clusterActivities(deps),
@@ -38,4 +44,44 @@ export function createActivities(config: LoadedConfig) {
   };
 }
 
-export type Activities = ReturnType<typeof createActivities>;
+type AllActivities = ReturnType<typeof createAllActivities>;
+
+/** The activities of the shared task queue. */
+const SHARED = [
+  'listHosts',
+  'describeCluster',
+  'clusterPolicy',
+  'restoreSettings',
+  'describeDrillRto',
+  'fullSiteDefaults',
+  'notify',
+  'approvalPolicy',
+  'postApprovalRequest',
+  'remindApproval',
+  'finishApprovalMessage',
+  'postSignOffRequest',
+  'demoAfterApproval',
+  'whichRun',
+  'appendApprovalAudit',
+  'writeDrReport',
+] as const satisfies readonly (keyof AllActivities)[];
+/** Shared activities that also run on a host's queue (see above). */
+const ON_BOTH = ['appendApprovalAudit', 'writeDrReport'] as const satisfies readonly (typeof SHARED)[number][];
+
+export type SharedActivities = Pick<AllActivities, (typeof SHARED)[number]>;
+export type HostActivities = Omit<AllActivities, Exclude<(typeof SHARED)[number], (typeof ON_BOTH)[number]>>;
+
+function pick<T extends object, K extends keyof T>(all: T, keep: (key: keyof T) => boolean): Pick<T, K> {
+  return Object.fromEntries(Object.entries(all).filter(([k]) => keep(k as keyof T))) as Pick<T, K>;
+}
+
+/** What a worker registers on the shared task queue. */
+export function createSharedActivities(config: LoadedConfig): SharedActivities {
+  return pick(createAllActivities(config), (k) => (SHARED as readonly PropertyKey[]).includes(k));
+}
+
+/** What a worker registers on the task queue of each host it owns. */
+export function createHostActivities(config: LoadedConfig): HostActivities {
+  const sharedOnly = SHARED.filter((k) => !(ON_BOTH as readonly string[]).includes(k)) as readonly PropertyKey[];
+  return pick(createAllActivities(config), (k) => !sharedOnly.includes(k));
+}

@@ -6,10 +6,7 @@ import { userInfo } from 'node:os';
 import { WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { Command } from 'commander';
 import {
-  APPROVAL_STATE_QUERY,
   APPROVAL_RUNBOOKS,
-  APPROVE_UPDATE,
-  REJECT_UPDATE,
   listOr,
   type ApprovalStateAnswer,
   type ApprovalView,
@@ -19,6 +16,8 @@ import {
   type VoteDecision,
 } from '../common/approvals';
 import type { LoadedConfig } from '../common/config';
+import { approvalStateQuery, approveUpdate, rejectUpdate } from '../workflows/approval';
+import { demoApproval } from '../workflows/demo-approval';
 import { workflowUrl } from '../common/slack';
 import { when } from './format';
 import { signingSecretFromEnv, startSlackServer } from './slack-server';
@@ -67,7 +66,7 @@ async function queryState(client: Client, workflowId: string, timeoutMs = 3000):
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
-      client.workflow.getHandle(workflowId).query<ApprovalStateAnswer>(APPROVAL_STATE_QUERY),
+      client.workflow.getHandle(workflowId).query(approvalStateQuery),
       new Promise<undefined>((r) => {
         timer = setTimeout(() => r(undefined), timeoutMs);
       }),
@@ -106,7 +105,7 @@ export async function castVote(client: Client, o: { workflowId: string; approval
   }
   const args: VoteArgs = { approvalId, by: o.by, via: o.via ?? 'cli', ...(o.comment ? { comment: o.comment } : {}) };
   try {
-    return await handle.executeUpdate<ApprovalView, [VoteArgs]>(o.decision === 'approve' ? APPROVE_UPDATE : REJECT_UPDATE, { args: [args] });
+    return await handle.executeUpdate(o.decision === 'approve' ? approveUpdate : rejectUpdate, { args: [args] });
   } catch (err) {
     if (err instanceof WorkflowUpdateFailedError) throw new CliError(rootCause(err).replace(/\s*\n\s*/g, ' '));
     if (err instanceof WorkflowNotFoundError || /not found|already completed/i.test(rootCause(err))) {
@@ -193,7 +192,7 @@ export function registerApprovalCommands(program: Command, ctx: CliContext): voi
         JSON.stringify({ requestedBy: o.requestedBy ?? defaultIdentity(), reason: o.reason, rounds: o.rounds, required: o.required, expiresIn: o.expiresIn, remindEvery: o.remindEvery }),
       );
       const id = newWorkflowId('demo-approval');
-      const handle = await client.workflow.start('demoApproval', {
+      const handle = await client.workflow.start(demoApproval, {
         taskQueue: cfg.temporal.taskQueue,
         workflowId: id,
         args: [input],

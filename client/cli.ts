@@ -6,7 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, defaultConfigPath, loadConfig, type LoadedConfig } from '../common/config';
 import { backupInputSchema, checkInput } from '../common/inputs';
 import { PROJECT_ROOT, STATE_DIR } from '../common/paths';
-import type { BackupResult, SetupStanzaResult, StanzaInfo } from '../common/types';
+import type { StanzaInfo } from '../common/types';
 import { formatBackupResult, formatStanzaInfo, times } from './format';
 import { CliError, connectClient, EXIT_CODES, runWorkflow, workflowId, type ErrorKind } from './temporal';
 import { registerApprovalCommands } from './approvals-cli';
@@ -16,6 +16,7 @@ import { registerRestoreCommands } from './restore-cli';
 import { registerDrCommands } from './dr-cli';
 import { registerRunsCommands } from './runs-cli';
 import { registerSharedConfigCommands } from './shared-config-cli';
+import * as runbooks from '../workflows';
 
 const program = new Command();
 program
@@ -75,9 +76,9 @@ program
     const client = await connectClient(cfg);
     const what = o.snapshot ? `snapshot ${o.snapshot}` : `${o.type} backup`;
     const id = workflowId('backup', o.cluster);
-    const result = await runWorkflow<BackupResult>(client, cfg, {
-      workflowType: 'backup',
-      input: clean,
+    const result = await runWorkflow(client, cfg, {
+      workflow: runbooks.backup,
+      input: check.value,
       id,
       summary: `${what} of cluster ${o.cluster}`,
       follow: !globals().json,
@@ -97,8 +98,8 @@ program
     const client = await connectClient(cfg);
     const results: Record<string, StanzaInfo> = {};
     for (const name of clusters) {
-      results[name] = await runWorkflow<StanzaInfo>(client, cfg, {
-        workflowType: 'backupStatus',
+      results[name] = await runWorkflow(client, cfg, {
+        workflow: runbooks.backupStatus,
         input: { cluster: name, ...(o.repo ? { repo: o.repo } : {}) },
         id: workflowId('status', name),
         summary: `Backup status of cluster ${name}`,
@@ -122,8 +123,8 @@ stanza
     const cfg = config();
     requireClusterName(cfg, o.cluster);
     const client = await connectClient(cfg);
-    const r = await runWorkflow<SetupStanzaResult>(client, cfg, {
-      workflowType: 'setupStanza',
+    const r = await runWorkflow(client, cfg, {
+      workflow: runbooks.setupStanza,
       input: { cluster: o.cluster, ...(o.fixArchiveSettings ? { fixArchiveSettings: true } : {}) },
       id: workflowId('stanza-setup', o.cluster),
       summary: `Stanza setup for cluster ${o.cluster}`,

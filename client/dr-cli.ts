@@ -7,19 +7,19 @@ import type { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { checkInput, fullSiteRecoveryInputSchema } from '../common/inputs';
 import type { DrPause } from '../common/dr-report';
-import type { StanzaInfo } from '../common/types';
-import type { FullSiteRecoveryResult, FullSiteState } from '../workflows/full-site-recovery';
-import type { Pause } from '../workflows/pause';
+import { drReportQuery, fullSiteStateQuery, type FullSiteRecoveryResult } from '../workflows/full-site-recovery';
+import { pausesQuery, pauseUpdates, type Pause, type PauseDecisionArgs } from '../workflows/pause';
 import { when } from './format';
 import { askOrWithdrawn, note } from './terminal';
 import { defaultIdentity, type CliContext } from './approvals-cli';
 import { ask, guide, interactive, type GuideStep } from './guide';
 import { targetFromOptions } from './restore-cli';
 import { CliError, connectClient, rootCause, runWorkflow, workflowId } from './temporal';
+import * as runbooks from '../workflows';
 
-async function update(client: Client, wf: string, name: 'retry' | 'abort', args: object): Promise<DrPause> {
+async function update(client: Client, wf: string, name: 'retry' | 'abort', args: PauseDecisionArgs): Promise<DrPause> {
   try {
-    return await client.workflow.getHandle(wf).executeUpdate<DrPause, [object]>(name, { args: [args] });
+    return await client.workflow.getHandle(wf).executeUpdate(pauseUpdates[name], { args: [args] });
   } catch (err) {
     if (err instanceof WorkflowUpdateFailedError) throw new CliError(`refused: ${rootCause(err)}`);
     throw err;
@@ -29,7 +29,7 @@ async function update(client: Client, wf: string, name: 'retry' | 'abort', args:
 /** Full-site recovery's own question each round: a pause with its error (at a terminal: retry / abort). */
 function pauseStep(client: Client, wf: string, me: string): GuideStep {
   return async (handle, shown) => {
-    const paused = (await handle.query<FullSiteState>('fullSiteState').catch(() => undefined))?.paused;
+    const paused = (await handle.query(fullSiteStateQuery).catch(() => undefined))?.paused;
     if (!paused || shown.has(`pause:${paused.since}`)) return;
     shown.add(`pause:${paused.since}`);
     process.stderr.write(
@@ -62,7 +62,7 @@ function watchPause(handle: WorkflowHandle, since: string) {
   let found: Pause | undefined;
   const timer = setInterval(() => {
     void handle
-      .query<Pause[]>('pauses')
+      .query(pausesQuery)
       .then((all) => {
         const p = all.find((x) => x.since === since);
         if (p?.decision && !ac.signal.aborted) {
@@ -96,7 +96,7 @@ export async function reportOf(client: Client, wf: string): Promise<{ markdown: 
     }
   }
   // Running, cancelled or terminated: ask the workflow (a worker replays it when it has ended).
-  const markdown = await handle.query<string>('drReport').catch((err: Error) => {
+  const markdown = await handle.query(drReportQuery).catch((err: Error) => {
     throw new CliError(`cannot read the report of ${wf} (${status}): ${err.message}`, 'is a pgdr worker running?');
   });
   return { markdown, status };
@@ -136,7 +136,7 @@ export function registerDrCommands(program: Command, ctx: CliContext): void {
       const client = await connectClient(cfg);
       if (!o.drill && o.host === cfg.clusters.find((c) => c.name === o.cluster)!.host) {
         // The config says the cluster lives on that host: refuse when it still runs there (its archiver answers).
-        const info = await runWorkflow<StanzaInfo>(client, cfg, { workflowType: 'backupStatus', input: { cluster: o.cluster }, id: workflowId('status', o.cluster), summary: `Backup status of cluster ${o.cluster} (full-site request check)` });
+        const info = await runWorkflow(client, cfg, { workflow: runbooks.backupStatus, input: { cluster: o.cluster }, id: workflowId('status', o.cluster), summary: `Backup status of cluster ${o.cluster} (full-site request check)` });
         if (info.window?.toSource === 'archiver') {
           throw new CliError(
             `host ${o.host} still runs cluster ${o.cluster} (PostgreSQL answers there): a full-site recovery rebuilds a LOST host's cluster on another host. Nothing was started.`,
@@ -150,9 +150,9 @@ export function registerDrCommands(program: Command, ctx: CliContext): void {
       const guiding = guide(client, id, me, () => finished, pauseStep(client, id, me));
       let result: FullSiteRecoveryResult;
       try {
-        result = await runWorkflow<FullSiteRecoveryResult>(client, cfg, {
-          workflowType: 'fullSiteRecovery',
-          input,
+        result = await runWorkflow(client, cfg, {
+          workflow: runbooks.fullSiteRecovery,
+          input: check.value,
           id,
           summary: `${o.drill ? 'DR DRILL' : 'FULL-SITE RECOVERY'} of ${o.cluster} onto host ${o.host} (requested by ${me})`,
           follow: true,

@@ -5,6 +5,7 @@ import type { DrillResult } from '../common/drill';
 import { checkInput, drillInputSchema } from '../common/inputs';
 import { bytes, when } from './format';
 import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
+import * as runbooks from '../workflows';
 
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
@@ -64,9 +65,9 @@ export function registerDrillCommands(program: Command, ctx: { config: () => Loa
       if (!check.ok) throw new CliError(check.message);
       const client = await connectClient(cfg);
       const id = workflowId('drill', o.cluster);
-      const r = await runWorkflow<DrillResult>(client, cfg, {
-        workflowType: 'verifyDrill',
-        input,
+      const r = await runWorkflow(client, cfg, {
+        workflow: runbooks.verifyDrill,
+        input: check.value,
         id,
         summary: `Verification drill of cluster ${o.cluster}`,
         follow: !process.argv.includes('--json'),

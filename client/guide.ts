@@ -4,8 +4,8 @@
  * Runbooks with more to ask (full-site recovery's pause) add their own step to each round.
  */
 import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
-import type { ApprovalStateAnswer } from '../common/approvals';
-import type { ChecklistItem, ChecklistSnapshot } from '../workflows/checklist';
+import { approvalStateQuery } from '../workflows/approval';
+import { checkItemUpdate, checklistQuery, type ChecklistItem, type ChecklistSnapshot } from '../workflows/checklist';
 import { when } from './format';
 import { CliError, rootCause, within } from './temporal';
 import { askOrWithdrawn, interactive, note } from './terminal';
@@ -15,7 +15,7 @@ export { ask, interactive } from './terminal';
 /** Sign off (or skip) a checklist item through the Update `checkItem`; a refusal is one clear line. */
 export async function signOff(client: Client, wf: string, item: string, by: string, note?: string, skip?: boolean): Promise<ChecklistItem> {
   try {
-    return await client.workflow.getHandle(wf).executeUpdate<ChecklistItem, [object]>('checkItem', { args: [{ item, by, note, ...(skip ? { skip: true } : {}) }] });
+    return await client.workflow.getHandle(wf).executeUpdate(checkItemUpdate, { args: [{ item, by, note, ...(skip ? { skip: true } : {}) }] });
   } catch (err) {
     if (err instanceof WorkflowUpdateFailedError) throw new CliError(`refused: ${rootCause(err)}`);
     throw err;
@@ -43,7 +43,7 @@ function watchItem(handle: WorkflowHandle, id: string, ended: () => boolean): { 
       ctl.abort(); // the runbook (or the CLI's wait on it) is over: nobody needs the answer
       return;
     }
-    void within(handle.query<ChecklistSnapshot[]>('checklist'), 3000)
+    void within(handle.query(checklistQuery), 3000)
       .then((lists) => {
         const now = lists.flatMap((l) => l.items).find((i) => i.id === id);
         if (now && now.state !== 'pending' && !ctl.signal.aborted) {
@@ -61,7 +61,7 @@ export async function guide(client: Client, wf: string, me: string, done: () => 
   const shown = new Set<string>();
   while (!done()) {
     try {
-      const lists = await within(handle.query<ChecklistSnapshot[]>('checklist'), 3000).catch(() => [] as ChecklistSnapshot[]);
+      const lists = await within(handle.query(checklistQuery), 3000).catch(() => [] as ChecklistSnapshot[]);
       for (const item of lists.flatMap((l) => l.items)) {
         if (item.kind !== 'manual' || item.state !== 'pending' || shown.has(item.id)) continue;
         shown.add(item.id);
@@ -108,7 +108,7 @@ export async function guide(client: Client, wf: string, me: string, done: () => 
           watch.stop();
         }
       }
-      const p = (await within(handle.query<ApprovalStateAnswer>('approvalState'), 3000).catch(() => undefined))?.pending;
+      const p = (await within(handle.query(approvalStateQuery), 3000).catch(() => undefined))?.pending;
       if (p && !shown.has(`approval:${p.approvalId}`)) {
         shown.add(`approval:${p.approvalId}`);
         note(

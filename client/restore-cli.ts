@@ -5,20 +5,16 @@
 import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
 import type { LoadedConfig } from '../common/config';
-import { checkInput, restoreInPlaceInputSchema } from '../common/inputs';
+import { checkInput, restoreInPlaceInputSchema, type RestoreInPlaceInput } from '../common/inputs';
 import { resolveRestoreTarget, type RestoreTarget } from '../common/restore-target';
-import type { StanzaInfo } from '../common/types';
-import type { CloseWalGapResult } from '../workflows/close-wal-gap';
 import type { ChecklistSnapshot } from '../workflows/checklist';
-import type { Pause, PauseDecisionArgs } from '../workflows/pause';
-import type { RestoreInPlaceResult } from '../workflows/restore-in-place';
-import type { RestoreToNewClusterResult } from '../workflows/restore-to-new-cluster';
-import type { RestoredClusterRecord } from '../activities/restore-new-cluster';
+import { pauseUpdates } from '../workflows/pause';
 import { defaultIdentity, type CliContext } from './approvals-cli';
 import { table } from './format';
 import { guide, signOff } from './guide';
 import { ask, interactive, note } from './terminal';
 import { CliError, connectClient, rootCause, runWorkflow, workflowId } from './temporal';
+import * as runbooks from '../workflows';
 
 interface TargetOptions {
   time?: string;
@@ -70,8 +66,8 @@ function checklistText(lists: ChecklistSnapshot[]): string {
  */
 export async function checkTargetFirst(client: Client, cfg: LoadedConfig, cluster: string, target: RestoreTarget, switchWal: boolean | undefined): Promise<void> {
   const read = () =>
-    runWorkflow<StanzaInfo>(client, cfg, {
-      workflowType: 'backupStatus',
+    runWorkflow(client, cfg, {
+      workflow: runbooks.backupStatus,
       input: { cluster, ...(target.repo ? { repo: target.repo } : {}) },
       id: workflowId('status', cluster),
       summary: `Backup status of cluster ${cluster} (restore target check)`,
@@ -88,8 +84,8 @@ export async function checkTargetFirst(client: Client, cfg: LoadedConfig, cluste
     go = /^y(es)?$/i.test(await ask(`Switch WAL on ${cluster} now, wait until it is archived, and check the target again? [y/N] `));
   }
   if (!go) throw new CliError(`${check.message}. Nothing was started.`, howTo, 'usage');
-  await runWorkflow<CloseWalGapResult>(client, cfg, {
-    workflowType: 'closeWalGap',
+  await runWorkflow(client, cfg, {
+    workflow: runbooks.closeWalGap,
     input: { cluster },
     id: workflowId('switch-wal', cluster),
     summary: `Switch WAL on cluster ${cluster} and wait until it is archived (restore target ${target.value ?? target.type})`,
@@ -136,6 +132,7 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
       const me = o.as ?? defaultIdentity();
       const switchWal = process.argv.includes('--switch-wal') ? true : process.argv.includes('--no-switch-wal') ? false : undefined;
       // In place: the token and the reason first (asked again until they are right), then the target.
+      let inPlace: RestoreInPlaceInput | undefined;
       let confirmation = o.confirm;
       let reason = o.reason;
       const token = prod.restore.confirmationToken;
@@ -159,6 +156,7 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
         }
         const check = checkInput(restoreInPlaceInputSchema, { cluster: o.cluster, target, confirmation, reason, requestedBy: me }, 'restore --in-place');
         if (!check.ok) throw new CliError(`${check.message}. Nothing was started.`, undefined, 'usage');
+        inPlace = check.value;
       }
       const client = await connectClient(cfg);
       await checkTargetFirst(client, cfg, o.cluster, target, switchWal);
@@ -174,8 +172,8 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
           ...(o.reason ? { reason: o.reason } : {}),
         };
         const newId = workflowId('restore-new', o.cluster);
-        const r = await runWorkflow<RestoreToNewClusterResult>(client, cfg, {
-          workflowType: 'restoreToNewCluster',
+        const r = await runWorkflow(client, cfg, {
+          workflow: runbooks.restoreToNewCluster,
           input,
           id: newId,
           summary: `Restore ${o.cluster} into new cluster ${o.newCluster} (${target.type}${target.value ? ` ${target.value}` : ''})`,
@@ -199,9 +197,9 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
       let finished = false;
       const guiding = guide(client, id, me, () => finished, undefined, { approvers: cfg.approvals.restoreInPlace?.approvers ?? [], requestedBy: me });
       try {
-        const r = await runWorkflow<RestoreInPlaceResult>(client, cfg, {
-          workflowType: 'restoreInPlace',
-          input: { cluster: o.cluster, target, confirmation, reason, requestedBy: me },
+        const r = await runWorkflow(client, cfg, {
+          workflow: runbooks.restoreInPlace,
+          input: inPlace!,
           id,
           summary: `IN-PLACE restore of ${o.cluster} (${target.type}${target.value ? ` ${target.value}` : ''}) requested by ${me}`,
           follow: true,
@@ -235,7 +233,7 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
       if (!update) throw new CliError(`choice must be retry, keep, roll-back or abort (not "${choice}")`);
       const client = await connectClient(ctx.config());
       try {
-        const p = await client.workflow.getHandle(wf).executeUpdate<Pause, [PauseDecisionArgs]>(update, { args: [{ by: o.as ?? defaultIdentity(), note: o.note, reason: o.note }] });
+        const p = await client.workflow.getHandle(wf).executeUpdate(pauseUpdates[update], { args: [{ by: o.as ?? defaultIdentity(), note: o.note, reason: o.note }] });
         ctx.print(`${choice}: "${p.step}" (paused since ${p.since})`, p);
       } catch (err) {
         throw new CliError(rootCause(err));
@@ -274,8 +272,8 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
       );
     });
   const listRestored = (client: Client, cfg: LoadedConfig) =>
-    runWorkflow<(RestoredClusterRecord & { running: boolean })[]>(client, cfg, {
-      workflowType: 'restoredClusters',
+    runWorkflow(client, cfg, {
+      workflow: runbooks.restoredClusters,
       input: {},
       id: workflowId('restored-clusters'),
       summary: 'List restored clusters',
@@ -292,8 +290,8 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
         if (cfg.clusters.some((c) => c.name === name)) throw new CliError(`"${name}" is a configured production cluster; pgdr clusters ${verb} only acts on restored clusters`, undefined, 'usage');
         const client = await connectClient(cfg);
         const id = workflowId(`${verb}-restored`, name);
-        const r = await runWorkflow<RestoredClusterRecord & { running: boolean; changed: boolean }>(client, cfg, {
-          workflowType: 'restoredClusterPower',
+        const r = await runWorkflow(client, cfg, {
+          workflow: runbooks.restoredClusterPower,
           input: { name, running },
           id,
           summary: `${running ? 'Start' : 'Stop'} restored cluster ${name}`,
@@ -322,8 +320,8 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
         }
       }
       const id = workflowId('drop-restored', name);
-      const r = await runWorkflow<{ name: string; dir: string; host: string }>(client, cfg, {
-        workflowType: 'dropRestoredCluster',
+      const r = await runWorkflow(client, cfg, {
+        workflow: runbooks.dropRestoredCluster,
         input: { name },
         id,
         summary: `Drop restored cluster ${name}`,
@@ -347,8 +345,8 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
       let finished = false;
       const guiding = guide(client, id, me, () => finished);
       try {
-        const r = await runWorkflow<{ removed: string[] }>(client, cfg, {
-          workflowType: 'cleanupRestore',
+        const r = await runWorkflow(client, cfg, {
+          workflow: runbooks.cleanupRestore,
           input: { cluster: o.cluster, run: o.run, reason: o.reason, requestedBy: me },
           id,
           summary: `Clean up in-place restore ${o.run} of ${o.cluster}`,

@@ -9,7 +9,7 @@ import { msToNumber } from '@temporalio/common/lib/time';
 import type { Command } from 'commander';
 import type { LoadedConfig } from '../common/config';
 import { PGDR_SEARCH_ATTRIBUTES, ROUTINE_RUNBOOKS } from '../common/search-attributes';
-import type { RunbookState } from '../workflows/runbook';
+import { stepsQuery, type RunbookState } from '../workflows/runbook';
 import { workflowUrl } from '../common/slack';
 import { defaultIdentity } from './approvals-cli';
 import { times, when } from './format';
@@ -120,7 +120,7 @@ export function formatRuns(rows: RunRow[], query: string): string {
 async function stepsOf(client: Client, id: string): Promise<RunbookState | undefined> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
-    client.workflow.getHandle(id).query<RunbookState>('steps'),
+    client.workflow.getHandle(id).query(stepsQuery),
     new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 5000))),
   ])
     .catch(() => undefined)
@@ -188,7 +188,7 @@ export function registerRunsCommands(program: Command, { config, print }: Helper
       process.stderr.write(`${(await d.staticSummary().catch(() => undefined)) ?? d.type}\n  workflow ${id}\n  ${workflowUrl(cfg, id)}\n`);
       const handle = client.workflow.getHandle(id);
       let stop = false;
-      const follower = followSteps(() => handle.query<RunbookState>('steps'), () => stop);
+      const follower = followSteps(() => handle.query(stepsQuery), () => stop);
       try {
         const result = await handle.result();
         print(`${id}: completed`, { workflowId: id, status: 'COMPLETED', result });

@@ -8,6 +8,7 @@ import { expireInputSchema, humanAge, type ArchiveHealthResult, type ExpireResul
 import { when } from './format';
 import { applySchedules, formatApplyReport, formatScheduleRows, listSchedules, pauseSchedule, resumeSchedule, triggerSchedule } from './schedules';
 import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
+import * as runbooks from '../workflows';
 
 interface Helpers {
   config: () => LoadedConfig;
@@ -106,9 +107,9 @@ export function registerScheduleCommands(program: Command, { config, print }: He
       const check = checkInput(expireInputSchema, input, 'expire');
       if (!check.ok) throw new CliError(check.message);
       const id = workflowId('expire', o.cluster);
-      const r = await runWorkflow<ExpireResult>(await connectClient(cfg), cfg, {
-        workflowType: 'expire',
-        input,
+      const r = await runWorkflow(await connectClient(cfg), cfg, {
+        workflow: runbooks.expire,
+        input: check.value,
         id,
         summary: `Expire backups of cluster ${o.cluster}${o.dryRun ? ' (dry run)' : ''}`,
         follow: !json(),
@@ -126,10 +127,10 @@ export function registerScheduleCommands(program: Command, { config, print }: He
       const client = await connectClient(cfg);
       const results: (FreshnessResult | ArchiveHealthResult)[] = [];
       if (o.check !== 'archive') {
-        results.push(await runWorkflow<FreshnessResult>(client, cfg, { workflowType: 'backupFreshness', input: { cluster: o.cluster }, id: workflowId('freshness', o.cluster), summary: `Backup freshness of cluster ${o.cluster}` }));
+        results.push(await runWorkflow(client, cfg, { workflow: runbooks.backupFreshness, input: { cluster: o.cluster }, id: workflowId('freshness', o.cluster), summary: `Backup freshness of cluster ${o.cluster}` }));
       }
       if (o.check !== 'freshness') {
-        results.push(await runWorkflow<ArchiveHealthResult>(client, cfg, { workflowType: 'archiveHealth', input: { cluster: o.cluster }, id: workflowId('archive-health', o.cluster), summary: `WAL archive health of cluster ${o.cluster}` }));
+        results.push(await runWorkflow(client, cfg, { workflow: runbooks.archiveHealth, input: { cluster: o.cluster }, id: workflowId('archive-health', o.cluster), summary: `WAL archive health of cluster ${o.cluster}` }));
       }
       const health = cfg.clusters.find((c) => c.name === o.cluster)?.health;
       print(results.map((r) => formatHealthResult(r, health?.maxArchiveAge)).join('\n'), results);

@@ -20,28 +20,33 @@ import { createHash } from 'node:crypto';
 import type { ClusterConfig, LoadedConfig, ScheduleSpecConfig } from '../common/config';
 import { runIdentity, startSearchAttributes } from '../common/search-attributes';
 import { pgdrSearchAttributesRegistered } from './search-attributes';
+import * as runbooks from '../workflows';
 
 export const SCHEDULE_KINDS = ['full', 'diff', 'incr', 'expire', 'drill', 'freshness', 'archiveHealth', 'fullSiteDrill'] as const;
 export type ScheduleKind = (typeof SCHEDULE_KINDS)[number];
 export const SCHEDULE_PREFIX = 'pgdr:';
 
+/** A kind's runbook (its workflow function, so that the input is type-checked), input, description and catch-up window. */
+function action<W extends Workflow>(runbook: W, input: (cluster: string, c: ClusterConfig) => Parameters<W>[0], describe: string, catchupWindow: string) {
+  return { workflowType: runbook.name, input: input as (cluster: string, c: ClusterConfig) => object, describe, catchupWindow };
+}
+
 /** The runbook each kind starts, with its input. */
-const ACTIONS: Record<ScheduleKind, { workflowType: string; input: (cluster: string, c: ClusterConfig) => object; describe: string; catchupWindow: string }> = {
-  full: { workflowType: 'backup', input: (cluster) => ({ cluster, type: 'full' }), describe: 'full backup', catchupWindow: '6h' },
-  diff: { workflowType: 'backup', input: (cluster) => ({ cluster, type: 'diff' }), describe: 'diff backup', catchupWindow: '2h' },
-  incr: { workflowType: 'backup', input: (cluster) => ({ cluster, type: 'incr' }), describe: 'incr backup', catchupWindow: '30m' },
-  expire: { workflowType: 'expire', input: (cluster) => ({ cluster }), describe: 'expire old backups', catchupWindow: '6h' },
-  // The drill runbook (workflows/verify-drill.ts) takes { cluster }.
-  drill: { workflowType: 'verifyDrill', input: (cluster) => ({ cluster }), describe: 'verification drill', catchupWindow: '6h' },
-  freshness: { workflowType: 'backupFreshness', input: (cluster) => ({ cluster }), describe: 'backup freshness check', catchupWindow: '5m' },
-  archiveHealth: { workflowType: 'archiveHealth', input: (cluster) => ({ cluster }), describe: 'WAL archive health check', catchupWindow: '5m' },
+const ACTIONS: Record<ScheduleKind, ReturnType<typeof action>> = {
+  full: action(runbooks.backup, (cluster) => ({ cluster, type: 'full' as const }), 'full backup', '6h'),
+  diff: action(runbooks.backup, (cluster) => ({ cluster, type: 'diff' as const }), 'diff backup', '2h'),
+  incr: action(runbooks.backup, (cluster) => ({ cluster, type: 'incr' as const }), 'incr backup', '30m'),
+  expire: action(runbooks.expire, (cluster) => ({ cluster }), 'expire old backups', '6h'),
+  drill: action(runbooks.verifyDrill, (cluster) => ({ cluster }), 'verification drill', '6h'),
+  freshness: action(runbooks.backupFreshness, (cluster) => ({ cluster }), 'backup freshness check', '5m'),
+  archiveHealth: action(runbooks.archiveHealth, (cluster) => ({ cluster }), 'WAL archive health check', '5m'),
   // Drill mode never touches production; its sign-offs still wait for people (fullSite.signOffTimeout).
-  fullSiteDrill: {
-    workflowType: 'fullSiteRecovery',
-    input: (cluster, c) => ({ cluster, targetHost: c.fullSite.drillHost ?? c.host, drill: true, reason: 'scheduled full-site DR drill', requestedBy: 'pgdr-schedule' }),
-    describe: 'full-site DR drill',
-    catchupWindow: '1d',
-  },
+  fullSiteDrill: action(
+    runbooks.fullSiteRecovery,
+    (cluster, c) => ({ cluster, targetHost: c.fullSite.drillHost ?? c.host, drill: true, reason: 'scheduled full-site DR drill', requestedBy: 'pgdr-schedule' }),
+    'full-site DR drill',
+    '1d',
+  ),
 };
 
 export interface OwnerMemo {

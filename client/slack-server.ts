@@ -22,13 +22,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { LoadedConfig } from '../common/config';
 import {
-  APPROVAL_STATE_QUERY,
-  APPROVE_UPDATE,
-  REJECT_UPDATE,
   SLACK_ACTION,
   decodeButtonValue,
   personOf,
-  type ApprovalStateAnswer,
   type ApprovalView,
   type VoteArgs,
   type VoteDecision,
@@ -36,7 +32,9 @@ import {
 import { log } from '../common/log';
 import { slackTarget, updateApprovalMessage } from '../common/slack';
 import { rootCause } from './temporal';
-import type { PauseChoice } from '../workflows/pause';
+import { approvalStateQuery, approveUpdate, rejectUpdate } from '../workflows/approval';
+import { checkItemUpdate } from '../workflows/checklist';
+import { pauseUpdates, type PauseChoice } from '../workflows/pause';
 
 /** Largest request body accepted. */
 const MAX_BODY = 256 * 1024;
@@ -195,7 +193,7 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
     let outcome: ClickOutcome;
     try {
       const item = await withTimeout(
-        o.client.workflow.getHandle(click.workflowId).executeUpdate<{ title: string }, [object]>('checkItem', {
+        o.client.workflow.getHandle(click.workflowId).executeUpdate(checkItemUpdate, {
           args: [{ item: click.approvalId, by, note: `signed off in Slack by ${click.userName ?? click.userId} (${click.userId})` }],
           updateId: `slack-${click.messageTs}-${click.userId}-${click.actionTs ?? 'x'}-check-${click.approvalId}`.slice(0, 200),
         }),
@@ -227,7 +225,7 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
     let outcome: ClickOutcome;
     try {
       await withTimeout(
-        o.client.workflow.getHandle(click.workflowId).executeUpdate(click.decision, {
+        o.client.workflow.getHandle(click.workflowId).executeUpdate(pauseUpdates[click.decision as PauseChoice], {
           args: [args],
           updateId: `slack-${click.messageTs}-${click.userId}-${click.actionTs ?? 'x'}-${click.decision}`.slice(0, 200),
         }),
@@ -263,7 +261,7 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
   /** The clicked approval as the workflow holds it now, or undefined when the workflow cannot say. */
   async function currentApproval(click: Click): Promise<ApprovalView | undefined> {
     try {
-      const s = await withTimeout(o.client.workflow.getHandle(click.workflowId).query<ApprovalStateAnswer>(APPROVAL_STATE_QUERY), timeoutMs, 'the approvalState query');
+      const s = await withTimeout(o.client.workflow.getHandle(click.workflowId).query(approvalStateQuery), timeoutMs, 'the approvalState query');
       return s.all.find((v) => v.approvalId === click.approvalId);
     } catch (err) {
       log.warn({ workflowId: click.workflowId, err: rootCause(err) }, 'slack-server: could not read the approval state; the message is left as it is');
@@ -286,7 +284,7 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
     try {
       // The result is not used: for a repeated update id it is the first click's, not the current state.
       await withTimeout(
-        o.client.workflow.getHandle(click.workflowId).executeUpdate<ApprovalView, [VoteArgs]>(click.decision === 'approve' ? APPROVE_UPDATE : REJECT_UPDATE, {
+        o.client.workflow.getHandle(click.workflowId).executeUpdate(click.decision === 'approve' ? approveUpdate : rejectUpdate, {
           args: [args],
           // Slack may deliver a click twice; the same update id makes the second one a no-op.
           updateId: `slack-${click.messageTs}-${click.userId}-${click.actionTs ?? 'x'}-${click.decision}`.slice(0, 200),

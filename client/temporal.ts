@@ -2,12 +2,13 @@
  * Starting runbooks from the CLI: connect, start with a summary the Temporal UI shows, follow the steps
  * while the runbook runs, and turn failures into one clear line.
  */
-import { Client, Connection, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection, WorkflowFailedError, type WorkflowHandle, type WorkflowStartOptions } from '@temporalio/client';
+import type { Workflow, WorkflowResultType } from '@temporalio/common';
 import { runIdentity, startSearchAttributes } from '../common/search-attributes';
 import { isUnregisteredSearchAttributeError } from './search-attributes';
 import type { LoadedConfig } from '../common/config';
 import { checkTemporal, probeTemporal, TemporalConnectionProblem, TemporalTlsFileError, temporalConnectionOptions, type TemporalCheckReport } from '../common/temporal-connection';
-import type { RunbookState } from '../workflows/runbook';
+import { stepsQuery, type RunbookState } from '../workflows/runbook';
 import { times } from './format';
 import { note } from './terminal';
 
@@ -103,9 +104,10 @@ export function workflowId(kind: string, cluster?: string): string {
   return [kind, cluster, stamp, Math.random().toString(36).slice(2, 6)].filter(Boolean).join('-');
 }
 
-export interface StartOptions {
-  workflowType: string;
-  input: object;
+export interface StartOptions<W extends Workflow = Workflow> {
+  /** The runbook: its workflow function (workflows/), so that its input and result are typed. */
+  workflow: W;
+  input: Parameters<W>[0];
   id: string;
   summary: string;
   /** Markdown shown in the UI's details; defaults to the input as JSON. */
@@ -140,36 +142,36 @@ const withoutSearchAttributes = new WeakSet<Client>();
  * PgdrDestructive, PgdrOutcome=running). A namespace without pgdr's attributes refuses such a start: the run
  * is started without them (it still runs; it is only harder to find) and the CLI says how to fix it.
  */
-export async function startRunbook(client: Client, config: LoadedConfig, o: StartOptions): Promise<WorkflowHandle> {
-  const identity = runIdentity(o.workflowType, o.input, (name) => config.clusters.find((c) => c.name === name)?.host);
+export async function startRunbook<W extends Workflow>(client: Client, config: LoadedConfig, o: StartOptions<W>): Promise<WorkflowHandle<W>> {
+  const identity = runIdentity(o.workflow.name, o.input, (name) => config.clusters.find((c) => c.name === name)?.host);
   const options = {
     taskQueue: config.temporal.taskQueue,
     workflowId: o.id,
-    args: [o.input],
+    args: [o.input] as Parameters<W>,
     ...(o.destructive ? { workflowIdReusePolicy: 'REJECT_DUPLICATE' as const } : {}),
     staticSummary: o.summary,
     staticDetails: o.details ?? ['```json', JSON.stringify(o.input, null, 2), '```'].join('\n'),
   };
   if (!withoutSearchAttributes.has(client)) {
     try {
-      return await client.workflow.start(o.workflowType, { ...options, typedSearchAttributes: startSearchAttributes(identity) });
+      return await client.workflow.start(o.workflow, { ...options, typedSearchAttributes: startSearchAttributes(identity) } as unknown as WorkflowStartOptions<W>);
     } catch (err) {
       if (!isUnregisteredSearchAttributeError(err)) throw err;
       withoutSearchAttributes.add(client);
       note(`pgdr: namespace ${config.temporal.namespace} lacks pgdr's search attributes; started without them (run \`pgdr search-attributes apply\` so that runs can be found by cluster)\n`);
     }
   }
-  return client.workflow.start(o.workflowType, options);
+  return client.workflow.start(o.workflow, options as unknown as WorkflowStartOptions<W>);
 }
 
-export async function runWorkflow<T>(client: Client, config: LoadedConfig, o: StartOptions): Promise<T> {
+export async function runWorkflow<W extends Workflow>(client: Client, config: LoadedConfig, o: StartOptions<W>): Promise<WorkflowResultType<W>> {
   const handle = await startRunbook(client, config, o);
   const url = `${config.temporal.uiUrl.replace(/\/$/, '')}/namespaces/${config.temporal.namespace}/workflows/${encodeURIComponent(o.id)}`;
   if (o.follow) note(`${o.summary}\n  workflow ${o.id}\n  ${url}\n`);
   let stop = false;
-  const follower = o.follow ? followSteps(() => handle.query<RunbookState>('steps'), () => stop) : Promise.resolve();
+  const follower = o.follow ? followSteps(() => handle.query(stepsQuery), () => stop) : Promise.resolve();
   try {
-    return (await Promise.race([handle.result(), watchServer(client, config, o.id, url, () => stop)])) as T;
+    return (await Promise.race([handle.result(), watchServer(client, config, o.id, url, () => stop)])) as WorkflowResultType<W>;
   } catch (err) {
     if (err instanceof WorkflowFailedError) {
       throw new CliError(rootCause(err), `see ${url}`, 'failed', o.id);

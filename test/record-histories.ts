@@ -17,7 +17,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { startRunbook } from '../client/temporal';
 import { loadConfig, type LoadedConfig } from '../common/config';
 import { configYaml, type LocalCluster } from '../worker/local-cluster';
-import { Harness, sql, switchWalAndWaitArchived, waitFor } from './helpers/harness';
+import { Harness, runbookNamed, sql, switchWalAndWaitArchived, waitFor } from './helpers/harness';
 import { signOffWhenAsked, signPostRestore, signPreRestore, voteWhenAsked } from './helpers/people';
 import { HISTORIES_DIR, historyFileName, historyToFile } from './histories';
 
@@ -64,7 +64,7 @@ async function restartWorker(mainExtra: Record<string, unknown> = {}) {
 
 function start(workflowType: string, input: object, summary: string): Promise<WorkflowHandle> {
   const id = `${workflowType}-rec-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`;
-  return startRunbook(h.client, h.config, { workflowType, input, id, summary, destructive: ['restoreInPlace', 'cleanupRestore'].includes(workflowType) });
+  return startRunbook(h.client, h.config, { workflow: runbookNamed(workflowType), input: input as never, id, summary, destructive: ['restoreInPlace', 'cleanupRestore'].includes(workflowType) });
 }
 
 /** Nothing runs and nothing changes for a moment: the run waits for a person. */

@@ -15,7 +15,8 @@ import { applySearchAttributes } from '../client/search-attributes';
 import { startRunbook, workflowId } from '../client/temporal';
 import type { RunRow } from '../client/runs-cli';
 import { createWorkerSet } from '../worker/worker';
-import { Harness, waitFor, workflowBundle } from './helpers/harness';
+import * as runbooks from '../workflows';
+import { Harness, runbookNamed, waitFor, workflowBundle } from './helpers/harness';
 
 const h = new Harness('runs');
 const started: WorkflowHandle[] = [];
@@ -43,7 +44,7 @@ async function pgdr<T = unknown>(...args: string[]): Promise<{ code: number; std
 }
 
 async function start(workflowType: string, input: object, summary: string, kind = workflowType): Promise<WorkflowHandle> {
-  const handle = await startRunbook(h.client, h.config, { workflowType, input, id: workflowId(kind, (input as { cluster?: string }).cluster), summary });
+  const handle = await startRunbook(h.client, h.config, { workflow: runbookNamed(workflowType), input: input as never, id: workflowId(kind, (input as { cluster?: string }).cluster), summary });
   started.push(handle);
   return handle;
 }
@@ -149,7 +150,7 @@ describe('a namespace without pgdr search attributes', () => {
     const set = await createWorkerSet({ config, hosts: ['nohost'], connection: h.env.nativeConnection, workflowBundle: await workflowBundle() });
     const running = set.run();
     try {
-      const handle = await startRunbook(client, config, { workflowType: 'backupStatus', input: { cluster: 'main' }, id: workflowId('status', 'main'), summary: 'bare' });
+      const handle = await startRunbook(client, config, { workflow: runbooks.backupStatus, input: { cluster: 'main' }, id: workflowId('status', 'main'), summary: 'bare' });
       // The run goes to its own end (the placeholder cluster has no pgBackRest config), not stuck on BadSearchAttributes.
       await assert.rejects(handle.result(), (e: Error) => e instanceof WorkflowFailedError);
       assert.equal((await handle.describe()).typedSearchAttributes.get(PGDR_SEARCH_ATTRIBUTES.runbook), undefined);

@@ -20,6 +20,7 @@ import { runWorkflow } from '../client/temporal';
 import type { RestoreInPlaceResult } from '../workflows/restore-in-place';
 import type { Pause } from '../workflows/pause';
 import type { LocalCluster } from '../worker/local-cluster';
+import * as runbooks from '../workflows';
 import { Harness, sql, startWorkerProcess, stopWorkerProcess, switchWalAndWaitArchived, waitFor } from './helpers/harness';
 import { assertNothingLost, besides, Matrix, outcome, plant, StopPoints, strays, whereIs, CRASH_TEST_WORKER, crashableWorker } from './helpers/invariants';
 import { signOffWhenAsked, voteWhenAsked } from './helpers/people';
@@ -425,7 +426,7 @@ describe('Reset and reused workflow ids never reuse an approval or another run\'
       assert.ok(completed);
       const a = await accident('sameid');
       await assert.rejects(
-        runWorkflow(h.client, h.config, { workflowType: 'restoreInPlace', id: completed!.id, input: {}, summary: 'x', destructive: true }),
+        runWorkflow(h.client, h.config, { workflow: runbooks.restoreInPlace, id: completed!.id, input: {} as never, summary: 'x', destructive: true }),
         /already started|AlreadyStarted/i,
         'destructive runbooks are started with REJECT_DUPLICATE',
       );

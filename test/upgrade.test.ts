@@ -12,7 +12,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { startRunbook, workflowId } from '../client/temporal';
 import { PGDR_SEARCH_ATTRIBUTES } from '../common/search-attributes';
 import { createWorkerSet, WORKFLOW_INTERCEPTOR_MODULES, type WorkerSet } from '../worker/worker';
-import { Harness, waitFor } from './helpers/harness';
+import { Harness, runbookNamed, waitFor } from './helpers/harness';
 import { signOffWhenAsked, voteWhenAsked } from './helpers/people';
 import { NEW_STEP_TITLE } from './upgrade-workflows';
 
@@ -32,7 +32,7 @@ after(async () => {
 });
 
 async function start(workflowType: string, input: object): Promise<WorkflowHandle> {
-  const handle = await startRunbook(h.client, h.config, { workflowType, input, id: workflowId(workflowType, (input as { cluster?: string }).cluster), summary: `${workflowType} (upgrade test)` });
+  const handle = await startRunbook(h.client, h.config, { workflow: runbookNamed(workflowType), input: input as never, id: workflowId(workflowType, (input as { cluster?: string }).cluster), summary: `${workflowType} (upgrade test)` });
   started.push(handle);
   return handle;
 }

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { connectClient, runWorkflow, workflowId } from '../client/temporal';
 import { loadConfig, type LoadedConfig } from '../common/config';
 import { PROJECT_ROOT, STATE_DIR, temporalBinary } from '../common/paths';
-import type { BackupResult, SetupStanzaResult } from '../common/types';
+import * as runbooks from '../workflows';
 import { configYaml, initLocalCluster, loadDemoData, localCluster, startLocalCluster, stopLocalCluster } from './local-cluster';
 import { devServersUsing, startTemporalDevServer, stopDevServersUsing } from './temporal-dev-server';
 import { createWorkerSet } from './worker';
@@ -205,15 +205,15 @@ export async function runDev(): Promise<void> {
     const client = await connectClient(config);
     if (!existsSync(join(demo.repoPath, 'backup', demo.stanza, 'backup.info'))) {
       say('pgdr: first run — setting up the stanza and taking a first full backup through Temporal');
-      await runWorkflow<SetupStanzaResult>(client, config, {
-        workflowType: 'setupStanza',
+      await runWorkflow(client, config, {
+        workflow: runbooks.setupStanza,
         input: { cluster: 'demo' },
         id: workflowId('stanza-setup', 'demo'),
         summary: 'Stanza setup for the demo cluster',
         follow: true,
       });
-      const b = await runWorkflow<BackupResult>(client, config, {
-        workflowType: 'backup',
+      const b = await runWorkflow(client, config, {
+        workflow: runbooks.backup,
         input: { cluster: 'demo', type: 'full' },
         id: workflowId('backup', 'demo'),
         summary: 'First full backup of the demo cluster',

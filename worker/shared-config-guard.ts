@@ -19,7 +19,7 @@ import type { ActivityInterceptorsFactory } from '@temporalio/worker';
 import type { LoadedConfig } from '../common/config';
 import { log } from '../common/log';
 import { fingerprintOf, mismatchMessage, readPublished, sharedDifferences, sharedPart, sharedRecord, startPublished, whoAmI, type SharedConfig } from '../common/shared-config';
-import type { Activities } from '../activities';
+import type { SharedActivities } from '../activities';
 import type { PublishedSharedConfig } from '../workflows/shared-config';
 
 /** Failure type of an activity answered by a worker whose shared configuration is not the published one. */
@@ -30,7 +30,7 @@ export const SHARED_CONFIG_MISMATCH = 'SharedConfigMismatch';
  * (appendApprovalAudit and writeDrReport write where the answering worker's stateDir is; the audit goes to
  * approvals.auditHost's queue, but runs recorded before that still schedule it here.)
  */
-export const CONFIG_DECISIONS: readonly (keyof Activities)[] = [
+export const CONFIG_DECISIONS: readonly (keyof SharedActivities)[] = [
   'listHosts',
   'describeCluster',
   'clusterPolicy',

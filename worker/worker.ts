@@ -5,7 +5,7 @@
  */
 import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { temporalLogger } from '../common/log';
-import { createActivities } from '../activities';
+import { createHostActivities, createSharedActivities } from '../activities';
 import type { LoadedConfig } from '../common/config';
 import { explainConnectFailure, temporalConnectionOptions } from '../common/temporal-connection';
 import { hostTaskQueue } from '../common/types';
@@ -69,7 +69,6 @@ export async function createWorkerSet(opts: WorkerSetOptions): Promise<WorkerSet
     if (!opts.connection) await connection.close();
     throw err;
   });
-  const activities = createActivities(config);
   const hosts = opts.hosts ?? [...new Set(config.clusters.map((c) => c.host))];
   const common = {
     connection,
@@ -85,7 +84,7 @@ export async function createWorkerSet(opts: WorkerSetOptions): Promise<WorkerSet
       ...common,
       interceptors: sharedInterceptors,
       taskQueue: config.temporal.taskQueue,
-      activities,
+      activities: createSharedActivities(config),
       maxCachedWorkflows: config.worker.maxCachedWorkflows,
       stickyQueueScheduleToStartTimeout: config.worker.stickyQueueTimeout as never,
       ...(opts.workflowBundle
@@ -96,8 +95,9 @@ export async function createWorkerSet(opts: WorkerSetOptions): Promise<WorkerSet
     guard.onMismatch(() => shared.getState() === 'RUNNING' && shared.shutdown());
     workers.push(shared);
   }
+  const hostActivities = createHostActivities(config);
   for (const host of hosts) {
-    workers.push(await Worker.create({ ...common, taskQueue: hostTaskQueue(host), activities }));
+    workers.push(await Worker.create({ ...common, taskQueue: hostTaskQueue(host), activities: hostActivities }));
   }
   // Metrics endpoint/textfile, and the schedules when worker.applySchedules is set.
   const observability = await startObservability({ config, hosts, connection, workflows: opts.workflows !== false });

@@ -36,9 +36,9 @@
  * Temporal namespace can make them. Slack clicks are authenticated by Slack's signature and authorized on
  * the Slack user id. Protect the namespace accordingly.
  */
-import { ApplicationFailure, condition, defineQuery, defineUpdate, log, proxyActivities, setCurrentDetails, setHandler, TimeoutFailure, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, condition, defineQuery, defineUpdate, log, setCurrentDetails, setHandler, TimeoutFailure, workflowInfo } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
-import type { Activities } from '../activities';
+import { AUDIT_HOST_WAIT, auditOn, messages } from './activity-options';
 import {
   APPROVAL_STATE_QUERY,
   APPROVE_UPDATE,
@@ -64,11 +64,6 @@ export const approveUpdate = defineUpdate<ApprovalView, [VoteArgs]>(APPROVE_UPDA
 export const rejectUpdate = defineUpdate<ApprovalView, [VoteArgs]>(REJECT_UPDATE);
 export const approvalStateQuery = defineQuery<ApprovalStateAnswer>(APPROVAL_STATE_QUERY);
 
-/** Config reads, Slack messages and the audit log: shared task queue, explicit timeouts and retries. */
-const acts = proxyActivities<Activities>({
-  startToCloseTimeout: '1m',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: ['BadInput'] },
-});
 
 export interface ApprovalRequest {
   /** The action in plain words, e.g. "Restore cluster main IN PLACE to 2025-01-15 14:30:00+00 — the data directory will be moved aside". */
@@ -112,20 +107,6 @@ let shownIn: Runbook | undefined;
 /** approvals.auditHost's task queue (approvalPolicy's answer): the one place the audit log is appended. */
 let auditQueue: string | undefined;
 
-/**
- * The audit append on approvals.auditHost's queue. A host that is down (e.g. the one a full-site recovery
- * replaces) must not hold the gate: after AUDIT_HOST_WAIT without a worker there, the records are appended
- * on the shared queue instead (and a warning says so).
- */
-const AUDIT_HOST_WAIT = '2m';
-function auditOn(taskQueue: string) {
-  return proxyActivities<Activities>({
-    taskQueue,
-    scheduleToStartTimeout: AUDIT_HOST_WAIT,
-    startToCloseTimeout: '1m',
-    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: ['BadInput'] },
-  });
-}
 
 /** Every approval of this workflow so far (requests, votes, outcomes): put it into the runbook's result. */
 export function approvalAudit(): ApprovalView[] {
@@ -228,7 +209,7 @@ async function flushAudit(): Promise<void> {
   while (unwritten.length) {
     const batch = unwritten.splice(0, unwritten.length);
     try {
-      if (!auditQueue) await acts.appendApprovalAudit({ records: batch }); // runs recorded before approvals.auditHost
+      if (!auditQueue) await messages.appendApprovalAudit({ records: batch }); // runs recorded before approvals.auditHost
       else {
         try {
           await auditOn(auditQueue).appendApprovalAudit({ records: batch });
@@ -236,7 +217,7 @@ async function flushAudit(): Promise<void> {
           if (!(err instanceof Error && err.cause instanceof TimeoutFailure && err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START)) throw err;
           log.warn(`no worker on ${auditQueue} (approvals.auditHost) for ${AUDIT_HOST_WAIT}: the approval audit records go to the shared queue's worker instead`);
           auditQueue = undefined;
-          await acts.appendApprovalAudit({ records: batch });
+          await messages.appendApprovalAudit({ records: batch });
         }
       }
     } catch (err) {
@@ -255,7 +236,7 @@ function bad(message: string): ApplicationFailure {
  * earlier run (this run is a Reset of it), ask again with the same request.
  */
 export async function approvalOfThisRun(decision: ApprovalDecision, req: ApprovalRequest): Promise<ApprovalDecision> {
-  const { runId } = await acts.whichRun();
+  const { runId } = await messages.whichRun();
   if (decision.grantedInRun === runId) return decision;
   return requestApproval({ ...req, reason: `${req.reason} (asked again: the approval ${decision.approvalId} was given to run ${decision.grantedInRun}, before a Reset)` });
 }
@@ -268,7 +249,7 @@ export async function requestApproval(req: ApprovalRequest): Promise<ApprovalDec
   if (typeof req.reason !== 'string' || !req.reason.trim()) throw bad('reason is required (why this is needed)');
   if (pendingView()) throw bad(`another approval (${pendingView()!.approvalId}) is still pending in this workflow`);
 
-  const policy = await acts.approvalPolicy({ kind: req.kind });
+  const policy = await messages.approvalPolicy({ kind: req.kind });
   auditQueue = policy.auditTaskQueue;
   const approvers = req.approvers ? policy.approvers.filter((a) => req.approvers!.includes(a)) : policy.approvers;
   const required = Math.max(policy.required, req.required ?? 0);
@@ -324,7 +305,7 @@ export async function requestApproval(req: ApprovalRequest): Promise<ApprovalDec
   } else render();
   await flushAudit();
 
-  const posted = await acts.postApprovalRequest({ view });
+  const posted = await messages.postApprovalRequest({ view });
   if (posted.slack) view.slack = posted.slack;
 
   const deadlineMs = Date.parse(view.deadline);
@@ -346,7 +327,7 @@ export async function requestApproval(req: ApprovalRequest): Promise<ApprovalDec
     const t2 = Date.now();
     if (t2 >= nextReminder && t2 < deadlineMs) {
       view.reminders++;
-      await acts.remindApproval({ view });
+      await messages.remindApproval({ view });
       while (nextReminder <= Date.now()) nextReminder += remindMs;
     }
   }
@@ -354,14 +335,14 @@ export async function requestApproval(req: ApprovalRequest): Promise<ApprovalDec
   unwritten.push(record('approval.decided', view, { status: view.status }));
   await flushAudit();
   render();
-  await acts.finishApprovalMessage({ view });
+  await messages.finishApprovalMessage({ view });
   if (shownIn) {
     shownIn.showAlso(() => '');
     shownIn = undefined;
   }
 
   if (view.status === 'approved') {
-    const { runId: grantedInRun } = await acts.whichRun();
+    const { runId: grantedInRun } = await messages.whichRun();
     return { approvalId: view.approvalId, status: 'approved', grantedInRun, approvedBy: view.decidedBy ?? [], votes: [...view.votes], request: view };
   }
   const reject = view.votes.find((v) => v.decision === 'reject');

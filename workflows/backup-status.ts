@@ -4,11 +4,12 @@
  */
 import { clusterOnlyInputSchema } from '../common/inputs';
 import type { StanzaInfo } from '../common/types';
-import { config, onHost, Runbook, validInput } from './runbook';
+import { lookups, onHost } from './activity-options';
+import { Runbook, validInput } from './runbook';
 
 export async function backupStatus(input: { cluster: string; repo?: number }): Promise<StanzaInfo> {
   const req = validInput(clusterOnlyInputSchema, input, 'backupStatus');
   const rb = new Runbook(`Backup status of cluster ${req.cluster}`);
-  const cluster = await rb.step('Look up the cluster', () => config.describeCluster(req));
+  const cluster = await rb.step('Look up the cluster', () => lookups.describeCluster(req));
   return rb.step(`Read pgbackrest info for stanza ${cluster.stanza}`, () => onHost(cluster).quick.readStanzaInfo(req));
 }

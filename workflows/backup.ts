@@ -8,14 +8,15 @@
 import { ApplicationFailure } from '@temporalio/workflow';
 import { backupInputSchema, normaliseBackupInput, type BackupInput, type ValidBackupInput } from '../common/inputs';
 import { ANNOTATION, type BackupResult, type ClusterSummary } from '../common/types';
-import { config, onHost, Runbook, validInput } from './runbook';
+import { lookups, onHost } from './activity-options';
+import { Runbook, validInput } from './runbook';
 
 export async function backup(input: BackupInput): Promise<BackupResult> {
   const req = normaliseBackupInput(validInput(backupInputSchema, input, 'backup'));
   const what = req.snapshot ? `snapshot "${req.snapshot}"` : `${req.type} backup`;
   const rb = new Runbook(`Backup: ${what} of cluster ${req.cluster}`);
   // Validate before anyone is told: an unknown cluster or repo fails here, without a notification.
-  const cluster = await rb.step('Look up the cluster', () => config.describeCluster({ cluster: req.cluster, repo: req.repo }));
+  const cluster = await rb.step('Look up the cluster', () => lookups.describeCluster({ cluster: req.cluster, repo: req.repo }));
   // Start/success/failure notifications (log, and Slack when configured): scheduled backups must not fail silently.
   return rb.notified({ cluster }, () => takeBackup(req, cluster, rb));
 }

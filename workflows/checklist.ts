@@ -10,9 +10,9 @@
  * who requested the runbook. The `checkItem` validator applies it, so the CLI, Slack and the UI get one rule.
  */
 import type { Duration } from '@temporalio/common';
-import { condition, defineQuery, defineUpdate, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { condition, defineQuery, defineUpdate, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { CheckOutcome } from '../common/types';
-import type { Activities } from '../activities';
+import { messages } from './activity-options';
 import { actorRefusal, type ActorPolicy, type ApprovalKind } from '../common/approvals';
 
 export type ItemState = 'pending' | 'running' | 'passed' | 'failed' | 'signed' | 'skipped';
@@ -55,9 +55,6 @@ export interface CheckItemInput {
 
 export const checkItemUpdate = defineUpdate<ChecklistItem, [CheckItemInput]>('checkItem');
 export const checklistQuery = defineQuery<ChecklistSnapshot[]>('checklist');
-
-/** Sign-off requests in Slack and the signers' policy: configuration and Slack only, on the workflow's own task queue. */
-const slack = proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 2 } });
 
 const lists: Checklist[] = [];
 let handlersInstalled = false;
@@ -150,7 +147,7 @@ export class Checklist {
    */
   async run(check: (id: string) => Promise<CheckOutcome>, timeout?: Duration): Promise<{ complete: boolean; failed: ChecklistItem[]; waitingFor: ChecklistItem[] }> {
     if (this.policy && !this.signers) {
-      this.signers = { ...(await slack.approvalPolicy({ kind: this.policy.kind })), requestedBy: this.policy.requestedBy };
+      this.signers = { ...(await messages.approvalPolicy({ kind: this.policy.kind })), requestedBy: this.policy.requestedBy };
     }
     this.active = true;
     this.changed();
@@ -174,7 +171,7 @@ export class Checklist {
     const open = () => this.items.filter((i) => i.kind === 'manual' && i.state === 'pending');
     if (open().length) {
       // Ask in Slack too (a button per item); a failure there never holds up the checklist.
-      await slack.postSignOffRequest({ checklist: this.name, title: workflowInfo().workflowType, items: open().map(({ id, title, optional }) => ({ id, title, optional })) }).catch(() => undefined);
+      await messages.postSignOffRequest({ checklist: this.name, title: workflowInfo().workflowType, items: open().map(({ id, title, optional }) => ({ id, title, optional })) }).catch(() => undefined);
       const done = timeout !== undefined ? await condition(() => open().length === 0, timeout) : (await condition(() => open().length === 0), true);
       if (!done) {
         this.active = false;

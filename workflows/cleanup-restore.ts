@@ -7,12 +7,13 @@
 import { allHandlersFinished, ApplicationFailure, condition } from '@temporalio/workflow';
 import { cleanupInputSchema, type CleanupInput } from '../common/inputs';
 import { approvalAudit, approvalOfThisRun, requestApproval, type ApprovalRequest } from './approval';
-import { config, onHost, Runbook, validInput } from './runbook';
+import { lookups, onHost } from './activity-options';
+import { Runbook, validInput } from './runbook';
 
 export async function cleanupRestore(input: CleanupInput) {
   const req = validInput(cleanupInputSchema, input, 'cleanupRestore');
   const rb = new Runbook(`Clean up what in-place restore ${req.run} of ${req.cluster} kept`);
-  const cluster = await rb.step('Look up the cluster', () => config.describeCluster({ cluster: req.cluster }));
+  const cluster = await rb.step('Look up the cluster', () => lookups.describeCluster({ cluster: req.cluster }));
   const host = onHost(cluster);
   const kept = await rb.step('Find the kept directories', () => host.quick.keptDirectories({ cluster: req.cluster, run: req.run }));
   if (!kept.length) throw ApplicationFailure.nonRetryable(`in-place restore ${req.run} of ${req.cluster} kept nothing (already cleaned up?)`, 'BadInput');

@@ -3,9 +3,8 @@
  * transaction and switch WAL on the running cluster, and wait until that segment is archived, so that a
  * target seconds ago lies inside the recoverable window and recovery finds a commit after it.
  */
-import { proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
-import { config, NON_RETRYABLE, Runbook } from './runbook';
+import { lookups, walGap } from './activity-options';
+import { Runbook } from './runbook';
 
 export interface CloseWalGapResult {
   cluster: string;
@@ -15,13 +14,8 @@ export interface CloseWalGapResult {
 
 export async function closeWalGap(input: { cluster: string; timeoutSeconds?: number }): Promise<CloseWalGapResult> {
   const rb = new Runbook(`Switch WAL on cluster ${input.cluster} and wait until it is archived`);
-  const cluster = await rb.step('Look up the cluster', () => config.describeCluster({ cluster: input.cluster }));
-  const acts = proxyActivities<Activities>({
-    taskQueue: cluster.taskQueue,
-    startToCloseTimeout: '5m',
-    heartbeatTimeout: '20s',
-    retry: { maximumAttempts: 2, nonRetryableErrorTypes: NON_RETRYABLE },
-  });
+  const cluster = await rb.step('Look up the cluster', () => lookups.describeCluster({ cluster: input.cluster }));
+  const acts = walGap(cluster.taskQueue);
   // A commit record after the target first: recovery to a time stops only at one (activities/wal-gap.ts).
   const { walFile } = await rb.step('Commit a transaction and switch WAL', () => acts.commitAndSwitchWal({ cluster: input.cluster }));
   const { lastArchivedWal } = await rb.step(`Wait until WAL ${walFile} is archived`, () =>

@@ -8,7 +8,8 @@ import { allHandlersFinished, condition } from '@temporalio/workflow';
 import { demoApprovalInputSchema, type DemoApprovalInput, type DemoApprovalResult } from '../common/approvals';
 import { approvalAudit, requestApproval } from './approval';
 import { Checklist } from './checklist';
-import { config, Runbook, validInput } from './runbook';
+import { lookups } from './activity-options';
+import { Runbook, validInput } from './runbook';
 
 export async function demoApproval(input: DemoApprovalInput): Promise<DemoApprovalResult> {
   const req = validInput(demoApprovalInputSchema, input, 'demoApproval');
@@ -36,7 +37,7 @@ export async function demoApproval(input: DemoApprovalInput): Promise<DemoApprov
       }),
     );
     const r = await rb.step(`Run the approved action (approved by ${decision.approvedBy.join(', ')})`, () =>
-      config.demoAfterApproval({ approvalId: decision.approvalId, approvedBy: decision.approvedBy }),
+      lookups.demoAfterApproval({ approvalId: decision.approvalId, approvedBy: decision.approvedBy }),
     );
     ranAt.push(r.ranAt);
   }

@@ -10,7 +10,8 @@
 import { ApplicationFailure } from '@temporalio/workflow';
 import { expireInputSchema, type ExpireInput, type ExpireResult } from '../common/health-inputs';
 import type { BackupSet } from '../common/types';
-import { config, onHost, Runbook, validInput } from './runbook';
+import { lookups, onHost } from './activity-options';
+import { Runbook, validInput } from './runbook';
 
 const byStop = (a: BackupSet, b: BackupSet) => a.stoppedAt.localeCompare(b.stoppedAt);
 
@@ -27,7 +28,7 @@ export async function expire(input: ExpireInput): Promise<ExpireResult> {
   const rb = new Runbook(`Expire (${what})${req.dryRun ? ' — dry run' : ''} on cluster ${req.cluster}`);
   // Validate before anyone is told: an unknown cluster or repo fails here, without a notification.
   const [cluster, policy] = await rb.step('Look up the cluster and its retention', () =>
-    Promise.all([config.describeCluster({ cluster: req.cluster, repo: req.repo }), config.clusterPolicy({ cluster: req.cluster })]),
+    Promise.all([lookups.describeCluster({ cluster: req.cluster, repo: req.repo }), lookups.clusterPolicy({ cluster: req.cluster })]),
   );
   return rb.notified({ cluster }, async () => {
     const host = onHost(cluster);

@@ -26,19 +26,15 @@
  * cluster is always torn down at the end (non-cancellable).
  */
 import {
-  ActivityCancellationType,
   allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
   condition,
   defineQuery,
   isCancellation,
-  proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Duration } from '@temporalio/common';
-import type { Activities } from '../activities';
 import type { FullSitePlan, TargetRecovery } from '../activities/full-site';
 import { durationMs } from '../common/approvals';
 import { drReportData, formatDuration, measuredRto, renderDrReport, replayReached, renderGanttSvg, type DrApproval, type DrFacts, type DrOutcome, type DrPause, type DrReportData } from '../common/dr-report';
@@ -51,7 +47,8 @@ import { AttendedSteps, Aborted } from './attended-steps';
 import type { ChecklistSnapshot } from './checklist';
 import { archiveNewTimeline, restoreRequestFor } from './restore-steps';
 import { Pauses } from './pause';
-import { config, NON_RETRYABLE, notify, rootMessage, Runbook, validInput, type StepRecord } from './runbook';
+import { lookups, onTarget } from './activity-options';
+import { notify, rootMessage, Runbook, validInput, type StepRecord } from './runbook';
 
 export interface FullSiteRecoveryResult {
   outcome: DrOutcome;
@@ -93,34 +90,6 @@ export function reportBaseName(workflowId: string): string {
   return workflowId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 150);
 }
 
-/** Target-host activities: checks and short calls, and the restore / start that run for minutes. */
-function onTarget(host: string) {
-  const taskQueue = hostTaskQueue(host);
-  const quick = proxyActivities<Activities>({
-    taskQueue,
-    // No worker on the new host yet: surface that (and pause) instead of waiting silently.
-    scheduleToStartTimeout: '5m',
-    startToCloseTimeout: '5m',
-    heartbeatTimeout: '20s', // every activity heartbeats (worker/liveness.ts)
-    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
-  });
-  const report = proxyActivities<Activities>({
-    taskQueue,
-    scheduleToStartTimeout: '30s',
-    startToCloseTimeout: '30s',
-    retry: { maximumAttempts: 2 },
-  });
-  const long = (timeout: string, heartbeatTimeout = '30s') =>
-    proxyActivities<Activities>({
-      taskQueue,
-      scheduleToStartTimeout: '5m',
-      startToCloseTimeout: timeout as Duration,
-      heartbeatTimeout: heartbeatTimeout as Duration,
-      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-      retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 2, nonRetryableErrorTypes: [...NON_RETRYABLE, 'RecoveryFailed'] },
-    });
-  return { quick, report, long };
-}
 
 const now = () => new Date().toISOString();
 
@@ -132,7 +101,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
   const scratch = fullSiteScratchName(workflowInfo());
   const startedAt = now();
   const rb = new Runbook(`${drill ? 'DR DRILL (full-site recovery)' : 'FULL-SITE RECOVERY'} of cluster ${req.cluster} onto host ${req.targetHost}`);
-  const target = onTarget(req.targetHost);
+  const target = onTarget({ taskQueue: hostTaskQueue(req.targetHost) });
   const requestedTarget = req.target ?? { type: 'latest' as const };
   const targetText = `${requestedTarget.type}${requestedTarget.value ? ` ${requestedTarget.value}` : ''}${requestedTarget.set ? ` (set ${requestedTarget.set})` : ''}`;
 
@@ -202,7 +171,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
     text: `Requested by ${req.requestedBy}: ${req.reason}`,
   });
   try {
-    const defaults = await rb.step('Look up the cluster and its recovery policy', () => config.fullSiteDefaults({ cluster: req.cluster, repo: req.repo ?? req.target?.repo }));
+    const defaults = await rb.step('Look up the cluster and its recovery policy', () => lookups.fullSiteDefaults({ cluster: req.cluster, repo: req.repo ?? req.target?.repo }));
     facts.previousHost = defaults.host;
     facts.rto = { target: defaults.rto, targetMs: durationMs(defaults.rto) };
     attended.pauseTimeout = defaults.pauseTimeout;
@@ -405,7 +374,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
           return await target.report.writeDrReport({ workflowId: wf, markdown: md, svg });
         } catch {
           // The target host's worker does not answer: keep the report where the workflow runs.
-          return await config.writeDrReport({ workflowId: wf, markdown: md, svg });
+          return await lookups.writeDrReport({ workflowId: wf, markdown: md, svg });
         }
       });
       attended.noteLast(`${w.file} on ${w.host}`);

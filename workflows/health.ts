@@ -28,7 +28,8 @@ import {
   type RepoFreshness,
 } from '../common/health-inputs';
 import type { BackupSet, ClusterSummary, StanzaInfo } from '../common/types';
-import { config, notify, onHost, rootMessage, Runbook, validInput } from './runbook';
+import { lookups, onHost } from './activity-options';
+import { notify, rootMessage, Runbook, validInput } from './runbook';
 
 type Host = ReturnType<typeof onHost>;
 
@@ -93,7 +94,7 @@ export async function backupFreshness(input: FreshnessInput): Promise<FreshnessR
   const req = validInput(freshnessInputSchema, input, 'backupFreshness');
   const rb = new Runbook(`Backup freshness of cluster ${req.cluster}`);
   const [cluster, policy] = await rb.step('Look up the cluster and its thresholds', () =>
-    Promise.all([config.describeCluster({ cluster: req.cluster }), config.clusterPolicy({ cluster: req.cluster })]),
+    Promise.all([lookups.describeCluster({ cluster: req.cluster }), lookups.clusterPolicy({ cluster: req.cluster })]),
   );
   const host = onHost(cluster);
   const thresholds = {
@@ -144,7 +145,7 @@ export async function archiveHealth(input: ArchiveHealthInput): Promise<ArchiveH
   const req = validInput(archiveHealthInputSchema, input, 'archiveHealth');
   const rb = new Runbook(`WAL archive health of cluster ${req.cluster}`);
   const [cluster, policy] = await rb.step('Look up the cluster and its thresholds', () =>
-    Promise.all([config.describeCluster({ cluster: req.cluster }), config.clusterPolicy({ cluster: req.cluster })]),
+    Promise.all([lookups.describeCluster({ cluster: req.cluster }), lookups.clusterPolicy({ cluster: req.cluster })]),
   );
   const host = onHost(cluster);
   const timeout = req.archiveTimeoutSeconds ?? 10;

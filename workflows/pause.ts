@@ -13,8 +13,8 @@
  * wins, and only people on `approvals.<kind>.approvers` may decide — `rollBack` never by the requester.
  */
 import type { Duration } from '@temporalio/common';
-import { condition, defineQuery, defineUpdate, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { condition, defineQuery, defineUpdate, setHandler, workflowInfo } from '@temporalio/workflow';
+import { messages } from './activity-options';
 import { actorRefusal, SLACK_ACTION, type ActorPolicy, type ApprovalKind } from '../common/approvals';
 import { notify, rootMessage, type Runbook, type StepRecord } from './runbook';
 
@@ -50,10 +50,9 @@ export const pauseQuery = defineQuery<Pause | null>('pause');
 /** Every pause of this run so far, with who decided what (a CLI prompt withdraws itself when one is decided). */
 export const pausesQuery = defineQuery<Pause[]>('pauses');
 
-const UPDATES = { retry: retryUpdate, abort: abortUpdate, keep: keepUpdate, rollBack: rollBackUpdate } as const;
+/** The Update of each decision on a pause (clients use these definitions, not the names). */
+export const pauseUpdates = { retry: retryUpdate, abort: abortUpdate, keep: keepUpdate, rollBack: rollBackUpdate } as const;
 const WORDS: Record<PauseChoice, string> = { retry: 'Retry the step', abort: 'Abort', keep: 'Keep the restore', rollBack: 'Roll back' };
-
-const policyActs = proxyActivities<Activities>({ startToCloseTimeout: '1m', retry: { maximumAttempts: 10, nonRetryableErrorTypes: ['BadInput'] } });
 
 export interface PauseOptions {
   rb: Runbook;
@@ -83,9 +82,9 @@ export class Pauses {
   constructor(private readonly o: PauseOptions) {
     setHandler(pauseQuery, () => this.current, { description: 'The pause being waited on (failed step, error, choices, since), or null' });
     setHandler(pausesQuery, () => this.all, { description: 'Every pause of this run so far: step, error, choices, and who decided what' });
-    for (const choice of Object.keys(UPDATES) as PauseChoice[]) {
+    for (const choice of Object.keys(pauseUpdates) as PauseChoice[]) {
       setHandler(
-        UPDATES[choice],
+        pauseUpdates[choice],
         (a) => {
           this.decision = { choice, by: a.by.trim(), note: (a.reason ?? a.note)?.trim() || undefined };
           return { ...this.current! };
@@ -115,7 +114,7 @@ export class Pauses {
    * deciding, the outcome is `timeout` (the caller decides what that means; never a rollback).
    */
   async pause(step: string, err: unknown, attempt: number, choices: PauseChoice[], timeout: Duration): Promise<PauseOutcome> {
-    this.policy ??= { ...(await policyActs.approvalPolicy({ kind: this.o.kind })), requestedBy: this.o.requestedBy };
+    this.policy ??= { ...(await messages.approvalPolicy({ kind: this.o.kind })), requestedBy: this.o.requestedBy };
     const p: Pause = { step, error: err instanceof Error ? rootMessage(err) : String(err), since: new Date().toISOString(), attempt, choices };
     this.all.push(p);
     this.current = p;

@@ -31,7 +31,8 @@ import { Checklist, type ChecklistSnapshot } from './checklist';
 import { Pauses, type Pause } from './pause';
 import { postRestoreItems, preRestoreItems } from './restore-checklists';
 import { archiveNewTimeline, restoreRequestFor, runPostRestoreChecklist } from './restore-steps';
-import { config, notify, onHost, rootMessage, Runbook, validInput } from './runbook';
+import { lookups, onHost } from './activity-options';
+import { notify, rootMessage, Runbook, validInput } from './runbook';
 
 export interface RestoreInPlaceResult {
   cluster: string;
@@ -68,9 +69,9 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
   const warnings: string[] = [];
 
   // 1. Validate everything before touching anything.
-  const cluster = await rb.step('Look up the cluster', () => config.describeCluster({ cluster: req.cluster, repo: req.target.repo }));
+  const cluster = await rb.step('Look up the cluster', () => lookups.describeCluster({ cluster: req.cluster, repo: req.target.repo }));
   const host = onHost(cluster);
-  const settings = await rb.step('Read the restore settings', () => config.restoreSettings({ cluster: req.cluster }));
+  const settings = await rb.step('Read the restore settings', () => lookups.restoreSettings({ cluster: req.cluster }));
   if (req.confirmation !== settings.confirmationToken) {
     throw ApplicationFailure.nonRetryable(
       `the confirmation token does not match: an in-place restore deletes the current state of cluster ${req.cluster}; ` +

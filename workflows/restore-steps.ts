@@ -6,9 +6,8 @@ import type { RestoreRequest } from '../activities/restore';
 import type { CheckTarget } from '../activities/checks';
 import type { ResolvedTarget } from '../common/restore-target';
 import { Checklist, type ChecklistItemSpec } from './checklist';
-import { proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
-import { rootMessage, type onHost, type Runbook } from './runbook';
+import { walArchiving, type onHost } from './activity-options';
+import { rootMessage, type Runbook } from './runbook';
 
 type Host = ReturnType<typeof onHost>;
 
@@ -64,12 +63,7 @@ export async function runPostRestoreChecklist(rb: Runbook, host: Host, o: PostRe
  * not be sent to fix a non-problem.
  */
 export async function archiveNewTimeline(rb: Runbook, taskQueue: string, cluster: string, timeline: number | null): Promise<string | undefined> {
-  const acts = proxyActivities<Activities>({
-    taskQueue,
-    startToCloseTimeout: '2m',
-    heartbeatTimeout: '20s',
-    retry: { initialInterval: '1s', maximumAttempts: 3, nonRetryableErrorTypes: ['WalNotArchived', 'BadInput'] },
-  });
+  const acts = walArchiving(taskQueue);
   let walFile: string | undefined;
   const archived = async (timeoutSeconds: number) => {
     walFile ??= (await acts.switchWal({ cluster })).walFile;

@@ -16,7 +16,8 @@ import type { NewClusterLayout } from '../activities/restore-new-cluster';
 import type { RecoveryReport } from '../activities/restore';
 import { Checklist, type ChecklistSnapshot } from './checklist';
 import { postRestoreItems, preRestoreItems } from './restore-checklists';
-import { config, onHost, Runbook, validInput } from './runbook';
+import { lookups, onHost } from './activity-options';
+import { Runbook, validInput } from './runbook';
 import { restoreRequestFor, runPostRestoreChecklist } from './restore-steps';
 
 export interface RestoreToNewClusterResult {
@@ -41,9 +42,9 @@ export async function restoreToNewCluster(input: RestoreToNewClusterInput): Prom
   const rb = new Runbook(`Restore cluster ${req.cluster} into new cluster ${req.name}`);
   const started = Date.now();
 
-  const cluster = await rb.step('Look up the cluster', () => config.describeCluster({ cluster: req.cluster, repo: req.target.repo }));
+  const cluster = await rb.step('Look up the cluster', () => lookups.describeCluster({ cluster: req.cluster, repo: req.target.repo }));
   const host = onHost(cluster);
-  const settings = await rb.step('Read the restore settings', () => config.restoreSettings({ cluster: req.cluster }));
+  const settings = await rb.step('Read the restore settings', () => lookups.restoreSettings({ cluster: req.cluster }));
 
   const info = await rb.step('Read the backup sets and the recoverable window', () => host.quick.readStanzaInfo({ cluster: req.cluster, repo: req.target.repo }));
   const target = await rb.step('Check the restore target', async () => {

@@ -1,11 +1,11 @@
 /**
  * Runbook: start or stop a restored cluster (`pgdr clusters start|stop <name>`), on whichever host has it.
  */
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { ApplicationFailure } from '@temporalio/workflow';
 import type { RestoredClusterRecord } from '../activities/restore-new-cluster';
 import { dropRestoredClusterInputSchema } from '../common/inputs';
-import { config, NON_RETRYABLE, Runbook, validInput } from './runbook';
+import { lookups, restoredClustersOn } from './activity-options';
+import { Runbook, validInput } from './runbook';
 
 export interface RestoredClusterPowerInput {
   name: string;
@@ -16,17 +16,13 @@ export async function restoredClusterPower(input: RestoredClusterPowerInput): Pr
   const { name } = validInput(dropRestoredClusterInputSchema, { name: input.name }, 'restoredClusterPower');
   const running = input.running === true;
   const rb = new Runbook(`${running ? 'Start' : 'Stop'} restored cluster ${name}`);
-  const hosts = await rb.step('List the database hosts', () => config.listHosts());
+  const hosts = await rb.step('List the database hosts', () => lookups.listHosts());
   for (const h of hosts) {
-    const onHost = proxyActivities<Activities>({
-      taskQueue: h.taskQueue,
-      startToCloseTimeout: '3m',
-      scheduleToStartTimeout: '30s',
-      retry: { maximumAttempts: 2, nonRetryableErrorTypes: NON_RETRYABLE },
-    });
-    const here = await rb.step(`Look for ${name} on host ${h.host}`, () => onHost.listRestoredClusters());
+    const onHost = restoredClustersOn(h);
+
+    const here = await rb.step(`Look for ${name} on host ${h.host}`, () => onHost.list.listRestoredClusters());
     if (!here.some((r) => r.name === name)) continue;
-    return await rb.step(`${running ? 'Start' : 'Stop'} ${name}`, () => onHost.setRestoredClusterRunning({ name, running }));
+    return await rb.step(`${running ? 'Start' : 'Stop'} ${name}`, () => onHost.power.setRestoredClusterRunning({ name, running }));
   }
   throw ApplicationFailure.nonRetryable(`no restored cluster named "${name}" on any host (pgdr clusters list)`, 'BadInput');
 }

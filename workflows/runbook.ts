@@ -1,68 +1,21 @@
 /**
  * The mechanics every runbook shares, kept out of the runbooks so that each reads like its wiki page:
- * - activity proxies per kind of work, with explicit timeouts and retry policies;
+ * - notifications that never fail a runbook (the proxies per kind of work are in activity-options.ts);
  * - `Runbook`: named steps with timings, shown live in the Temporal UI (setCurrentDetails) and by query.
  */
 import {
-  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   defineQuery,
-  proxyActivities,
   setCurrentDetails,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Duration } from '@temporalio/common';
-import type { Activities } from '../activities';
+import { notifier } from './activity-options';
 import type { Notice, NoticeResult } from '../activities/notify';
 import { checkInput } from '../common/inputs';
 import type { ClusterSummary } from '../common/types';
 import type { z } from 'zod';
-
-/** Failure types that never get better by retrying. */
-export const NON_RETRYABLE = ['BadInput', 'PgBackRestRejected', 'RepoDamaged'];
-
-/** Reading configuration: runs on the workflow's own task queue. */
-export const config = proxyActivities<Activities>({
-  startToCloseTimeout: '10s',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
-});
-
-/**
- * Activities on the host that owns a cluster, by kind of work:
- * - `quick`: SQL and short pgBackRest calls (info, annotate, check);
- * - `long`: backups and other commands that run for minutes or hours; they heartbeat, and cancelling
- *   the workflow kills the command's process group before the workflow moves on.
- */
-export function onHost(cluster: Pick<ClusterSummary, 'taskQueue' | 'backupTimeout'> & Partial<Pick<ClusterSummary, 'heartbeatTimeout'>>) {
-  // Every activity heartbeats (worker/liveness.ts): a worker that dies in any step is noticed within heartbeatTimeout.
-  const heartbeatTimeout = (cluster.heartbeatTimeout ?? '20s') as Duration;
-  const quick = proxyActivities<Activities>({
-    taskQueue: cluster.taskQueue,
-    startToCloseTimeout: '5m',
-    heartbeatTimeout,
-    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE },
-  });
-  const long = proxyActivities<Activities>({
-    taskQueue: cluster.taskQueue,
-    startToCloseTimeout: cluster.backupTimeout as Duration,
-    heartbeatTimeout,
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    retry: { initialInterval: '2s', backoffCoefficient: 4, maximumInterval: '2m', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
-  });
-  return { quick, long };
-}
-
-/**
- * Notifications (Slack and the log). The activity never throws and the Slack client retries with backoff
- * inside it; the short timeout bounds how long a runbook can wait for Slack, and `notify` below turns even a
- * timeout into a result, so a notification never fails a runbook.
- */
-const notifier = proxyActivities<Activities>({
-  startToCloseTimeout: '30s',
-  retry: { maximumAttempts: 1 },
-});
 
 /** Send a notice; resolves with where it went, never rejects. */
 export async function notify(n: Notice): Promise<NoticeResult> {

@@ -10,13 +10,14 @@ import { ApplicationFailure } from '@temporalio/workflow';
 import { setupStanzaInputSchema } from '../common/inputs';
 import type { SetupStanzaInput } from '../common/inputs';
 import type { SetupStanzaResult } from '../common/types';
-import { config, onHost, Runbook, validInput } from './runbook';
+import { lookups, onHost } from './activity-options';
+import { Runbook, validInput } from './runbook';
 
 export async function setupStanza(input: SetupStanzaInput): Promise<SetupStanzaResult> {
   const req = validInput(setupStanzaInputSchema, input, 'setupStanza');
   const rb = new Runbook(`Stanza setup for cluster ${req.cluster}`);
 
-  const cluster = await rb.step('Look up the cluster', () => config.describeCluster({ cluster: req.cluster }));
+  const cluster = await rb.step('Look up the cluster', () => lookups.describeCluster({ cluster: req.cluster }));
   const host = onHost(cluster);
 
   let settings = await rb.step('Check the archive settings', () => host.quick.checkArchiveSettings({ cluster: req.cluster }));

@@ -18,15 +18,14 @@
  * recorded and notified; a passed drill returns a DrillResult. The scratch folder is named after the
  * workflow id, so a cleanup re-run after a crash (on any worker of the host) finds it.
  */
-import { ActivityCancellationType, ApplicationFailure, CancellationScope, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { Duration } from '@temporalio/common';
-import type { Activities } from '../activities';
+import { ApplicationFailure, CancellationScope, isCancellation, workflowInfo } from '@temporalio/workflow';
 import type { DrillInput, DrillTarget } from '../common/inputs';
 import { diskFullMessage, mayBeDiskFull, type DrillResult, type PreflightReport, type RpoMarker, type ValidationReport, type VerifyReport } from '../common/drill';
 import { drillInputSchema } from '../common/inputs';
-import { ANNOTATION, durationMs, type ClusterSummary } from '../common/types';
+import { ANNOTATION, durationMs } from '../common/types';
 import type { RecoveryReport } from '../activities/restore';
-import { config, NON_RETRYABLE, onHost, Runbook, rootMessage, validInput, type StepRecord } from './runbook';
+import { forDrill, lookups, notifier } from './activity-options';
+import { Runbook, rootMessage, validInput, type StepRecord } from './runbook';
 
 /** A short, stable scratch folder name derived from the workflow id (FNV-1a, deterministic). */
 export function scratchNameFor(workflowId: string): string {
@@ -39,37 +38,6 @@ export function scratchNameFor(workflowId: string): string {
   return `pgdr-drill-${slug}-${h.toString(16).padStart(8, '0')}`;
 }
 
-function drillProxies(cluster: Pick<ClusterSummary, 'taskQueue' | 'backupTimeout'> & Partial<Pick<ClusterSummary, 'heartbeatTimeout'>>) {
-  const { quick } = onHost(cluster);
-  // Every activity heartbeats (worker/liveness.ts): a dead worker is noticed within worker.heartbeatTimeout.
-  const heartbeatTimeout = (cluster.heartbeatTimeout ?? '20s') as Duration;
-  /** Restore / start: long, heartbeating; a dead worker's attempt is retried. */
-  const restore = proxyActivities<Activities>({
-    taskQueue: cluster.taskQueue,
-    startToCloseTimeout: cluster.backupTimeout as Duration,
-    heartbeatTimeout,
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE, 'RecoveryFailed'] },
-  });
-  /** verify, validation, marker: minutes, heartbeating. */
-  const work = proxyActivities<Activities>({
-    taskQueue: cluster.taskQueue,
-    startToCloseTimeout: '2h',
-    heartbeatTimeout,
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
-  });
-  /** Cleanup: idempotent, retried for a long time (a host worker that is down comes back). */
-  const cleanup = proxyActivities<Activities>({
-    taskQueue: cluster.taskQueue,
-    startToCloseTimeout: '5m',
-    heartbeatTimeout,
-    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 50, nonRetryableErrorTypes: ['BadInput'] },
-  });
-  return { quick, restore, work, cleanup };
-}
-
-const notifier = proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 1 } });
 
 export const STEP = {
   marker: 'Write an RPO marker on production and wait until its WAL is archived',
@@ -91,8 +59,8 @@ export async function verifyDrill(input: DrillInput): Promise<DrillResult> {
   const rb = new Runbook(`Verification drill of cluster ${req.cluster}${req.set ? `, set ${req.set}` : ''} (target ${target.type}${target.value ? ` ${target.value}` : ''})`);
   const began = Date.now();
 
-  const cluster = await rb.step('Look up the cluster', () => config.describeCluster({ cluster: req.cluster, repo: req.repo }));
-  const act = drillProxies(cluster);
+  const cluster = await rb.step('Look up the cluster', () => lookups.describeCluster({ cluster: req.cluster, repo: req.repo }));
+  const act = forDrill(cluster);
 
   let marker: RpoMarker | undefined;
   let verify: VerifyReport | null = null;
@@ -198,7 +166,7 @@ export async function verifyDrill(input: DrillInput): Promise<DrillResult> {
   };
   timings.totalMs = timings.restoreMs + timings.recoveryMs + timings.validationMs;
   const pitr = target.type !== 'immediate';
-  const rtoTarget = (await config.describeDrillRto({ cluster: req.cluster, pitr }).catch(() => null)) ?? (pitr ? '30m' : '2h');
+  const rtoTarget = (await lookups.describeDrillRto({ cluster: req.cluster, pitr }).catch(() => null)) ?? (pitr ? '30m' : '2h');
   const rtoExceeded = failure === undefined && timings.totalMs > durationMs(rtoTarget);
   // The step that failed for the reason reported (a restore cancelled because verify failed also shows 'failed').
   const why = failure === undefined ? undefined : failure instanceof Error ? rootMessage(failure) : String(failure);

@@ -4,6 +4,8 @@
  * and pgdr workers. Every port is picked free, so test files never collide.
  */
 import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { Workflow } from '@temporalio/common';
+import * as runbooks from '../../workflows';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -18,6 +20,13 @@ import { configYaml, initLocalCluster, localCluster, startLocalCluster, stopLoca
 import { startTemporalDevServer, type DevServer, type DevServerOptions } from '../../worker/temporal-dev-server';
 import { createWorkerSet, installRuntime, WORKFLOW_INTERCEPTOR_MODULES, type WorkerSet } from '../../worker/worker';
 import { devServerSearchAttributeArgs } from '../../common/search-attributes';
+
+/** A runbook's workflow function by its type name (for tests that go through runbooks by name). */
+export function runbookNamed(name: string): Workflow {
+  const w = (runbooks as Record<string, unknown>)[name];
+  if (typeof w !== 'function') throw new Error(`no runbook named ${name} in workflows/`);
+  return w as Workflow;
+}
 
 /** A TCP port nobody listens on right now. */
 export const freePort = pickFreePort;
