@@ -7,8 +7,9 @@ import { ANNOTATION, type ArchiveSettingsReport, type BackupSet, type BackupType
 import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, PGBR_ERROR, failureFor, pgbackrest, stanzaInfo } from './pgbackrest';
 import { archiveSettings, archiverStats, query, serverState, walFileFor } from './postgres';
-import { killStrayPgBackRest } from './restore';
+import { killStrayPgBackRest } from './stray-pgbackrest';
 import { stopPoint } from './stop-points';
+import { quoteLiteral } from '../common/sql';
 
 export interface TakeBackupInput {
   cluster: string;
@@ -33,7 +34,7 @@ export function backupActivities({ config }: ActivityDeps) {
       const report = await archiveSettings(c, c.stanza, c.pgbackrestConfig);
       const changed: string[] = [];
       for (const p of report.problems) {
-        await query(c, `ALTER SYSTEM SET ${p.setting} = '${p.expected.replace(/'/g, "''")}'`);
+        await query(c, `ALTER SYSTEM SET ${p.setting} = ${quoteLiteral(p.expected)}`);
         changed.push(p.setting);
       }
       if (changed.length) await query(c, 'SELECT pg_reload_conf()');

@@ -15,18 +15,11 @@ import { query, type PgTarget } from './postgres';
 import { run } from './process';
 import { slackTarget, workflowUrl } from '../common/slack';
 import { stopPoint } from './stop-points';
+import { quoteQualified } from '../common/sql';
 
 /** Where restoreToNewCluster puts new clusters on this host: restore.newClusterDir, else <stateDir>/restored. */
 export function newClusterDirOf(config: LoadedConfig, c: ClusterConfig): string {
   return c.restore.newClusterDir ?? join(config.stateDirAbs, 'restored');
-}
-
-/** "schema.table" → "\"schema\".\"table\"" */
-export function quoteIdent(name: string): string {
-  return name
-    .split('.')
-    .map((p) => `"${p.replace(/"/g, '""')}"`)
-    .join('.');
 }
 
 /** Where a restored server answers (the cluster itself after an in-place restore, or a new cluster). */
@@ -120,7 +113,7 @@ export function checkActivities({ config }: ActivityDeps) {
             for (const db of dbs) {
               const exists = await query<{ ok: boolean }>(t, 'SELECT to_regclass($1) IS NOT NULL AS ok', [table], db).catch(() => [{ ok: false }]);
               if (!exists[0].ok) continue;
-              const [r] = await query<{ n: string }>(t, `SELECT count(*)::bigint AS n FROM ${quoteIdent(table)}`, [], db);
+              const [r] = await query<{ n: string }>(t, `SELECT count(*)::bigint AS n FROM ${quoteQualified(table)}`, [], db);
               count = Number(r.n);
               break;
             }
@@ -137,7 +130,7 @@ export function checkActivities({ config }: ActivityDeps) {
           for (const db of dbs) {
             const exists = await query<{ ok: boolean }>(t, 'SELECT to_regclass($1) IS NOT NULL AS ok', [table], db).catch(() => [{ ok: false }]);
             if (!exists[0].ok) continue;
-            const rows = await query<{ migration_name: string }>(t, `SELECT migration_name FROM ${quoteIdent(table)} ORDER BY started_at DESC LIMIT 10`, [], db);
+            const rows = await query<{ migration_name: string }>(t, `SELECT migration_name FROM ${quoteQualified(table)} ORDER BY started_at DESC LIMIT 10`, [], db);
             return rows.length
               ? { ok: true, note: `newest in ${db}.${table}: ${rows.map((r) => r.migration_name).slice(0, 3).join(', ')}` }
               : { ok: false, note: `${db}.${table} is empty` };

@@ -7,7 +7,7 @@
  * target) and the `pgdr-verified` annotation of the set it proved.
  */
 import { ApplicationFailure, Context, sleep } from '@temporalio/activity';
-import { readFileSync, statfsSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Client, type QueryConfig } from 'pg';
 import type { ClusterConfig } from '../common/config';
@@ -20,9 +20,12 @@ import { requireCluster, type ActivityDeps } from './context';
 import { FAILURE, parseVerifyOutput, pgbackrest, stanzaInfo, verifyFailure } from './pgbackrest';
 import { archiverStats, connectionOptions, query, serverState, type PgTarget } from './postgres';
 import { run } from './process';
-import { restoredTarget, scratchLayout, scratchRoot } from './restore';
+import { restoredTarget } from './recovery';
+import { scratchLayout, scratchRoot } from './scratch';
 import { stopPoint } from './stop-points';
 import { recordDrillResult } from './metrics';
+import { quoteIdent, quoteLiteral, quoteQualified } from '../common/sql';
+import { freeBytes } from './disk';
 
 // ---------------------------------------------------------------------------------------------------------
 // pgbackrest verify
@@ -40,8 +43,6 @@ interface TableLocation {
   sql: string;
 }
 
-const quoteIdent = (s: string) => `"${s.replace(/"/g, '""')}"`;
-const quoteTable = (name: string) => name.split('.').map(quoteIdent).join('.');
 
 async function databases(c: ClusterConfig): Promise<string[]> {
   const rows = await query<{ datname: string }>(c, 'SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname');
@@ -59,12 +60,12 @@ async function locateTables(c: ClusterConfig, names: string[]): Promise<TableLoc
   for (const name of names) {
     const i = name.indexOf(':');
     if (i > 0) {
-      out.push({ table: name, database: name.slice(0, i), sql: quoteTable(name.slice(i + 1)) });
+      out.push({ table: name, database: name.slice(0, i), sql: quoteQualified(name.slice(i + 1)) });
       continue;
     }
     const found: string[] = [];
     for (const db of [c.database, ...dbs.filter((d) => d !== c.database)]) {
-      const [r] = await query<{ ok: boolean }>(c, 'SELECT to_regclass($1) IS NOT NULL AS ok', [quoteTable(name)], db).catch(() => [{ ok: false }]);
+      const [r] = await query<{ ok: boolean }>(c, 'SELECT to_regclass($1) IS NOT NULL AS ok', [quoteQualified(name)], db).catch(() => [{ ok: false }]);
       if (r.ok) {
         found.push(db);
         if (db === c.database) break;
@@ -76,7 +77,7 @@ async function locateTables(c: ClusterConfig, names: string[]): Promise<TableLoc
     if (found.length > 1 && found[0] !== c.database) {
       throw ApplicationFailure.nonRetryable(`drill table "${name}" exists in databases ${found.join(', ')}: write it as "<database>:${name}"`, FAILURE.badInput);
     }
-    out.push({ table: name, database: found[0], sql: quoteTable(name) });
+    out.push({ table: name, database: found[0], sql: quoteQualified(name) });
   }
   return out;
 }
@@ -133,7 +134,7 @@ async function countAtTarget(c: ClusterConfig, tables: TableLocation[]): Promise
       for (const db of dbs) {
         const cl = await open(db);
         await cl.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        await cl.query(`SET TRANSACTION SNAPSHOT '${snapshots.get(db)!.replace(/'/g, "''")}'`);
+        await cl.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshots.get(db)!)}`);
         readers.set(db, cl);
       }
       for (const cl of lockers.values()) await cl.query('COMMIT');
@@ -157,11 +158,6 @@ const USER_TABLES_SQL = "SELECT count(*) AS n FROM information_schema.tables WHE
 // ---------------------------------------------------------------------------------------------------------
 
 export const MARKER_TABLE = 'pgdr.drill_marker';
-
-function freeBytes(path: string): number {
-  const fs = statfsSync(path);
-  return Number(fs.bavail) * Number(fs.bsize);
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Validation queries run as a role that cannot harm the host: no superuser (so no COPY … TO PROGRAM, no

@@ -3,7 +3,9 @@
  * task queue, so every path, port, pgBackRest config and secret comes from the cluster entry in THAT host's
  * pgdr.yaml: the same cluster name and stanza, described as it will live on the new host.
  *
- * Checks return `{ ok, note }` (the workflow pauses on `ok: false`); they never print a cipher passphrase.
+ * Here: the plan (the cluster as this host describes it), the target location (claimed for this run), the
+ * restore and start on the target, the drill's scratch copy and the DNS hook. The checks of the new host are in
+ * new-host-checks.ts, the report writer in dr-reports.ts.
  * Safety: the target data directory must be empty or absent — pgdr never deletes user data. The only
  * directory it empties is one it claimed itself for this run (a marker beside it, written by the check
  * that found it empty), so a restore interrupted by a crash can be redone.
@@ -11,7 +13,7 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import type { CheckOutcome } from '../common/types';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { ClusterConfig } from '../common/config';
@@ -22,23 +24,14 @@ import { runTag, type RunIdentity } from '../common/run-identity';
 import { currentRun, requireOwned, writeMarker } from './owned-dirs';
 import { restoredBy, restoreViaStaging, supportsReflinks, type RestoreMode } from './staged-restore';
 import { requireCluster, type ActivityDeps } from './context';
-import { FAILURE, failureFor, lastLines, parseInfoJson, PGBACKREST_BIN, pgbackrest, secretEnv } from './pgbackrest';
-import { controlProblems, expectedArchiveCommand, type PgTarget } from './postgres';
+import { FAILURE, lastLines } from './pgbackrest';
+import { repoInfo, repoOf as repoOfConfig, safeSecretEnv } from './new-host-checks';
+import { controlProblems, expectedArchiveCommand, postmasterAlive } from './postgres';
 import { run } from './process';
-import {
-  prepareScratch,
-  removeScratch,
-  restoreInto,
-  restoredTarget,
-  scratchLayout,
-  startAndAwaitPromotion,
-  type RecoveryReport,
-  scratchRoot,
-  writeInstanceOverrides,
-  type RestoreOutcome,
-  type RestoreRequest,
-  type ScratchLayout,
-} from './restore';
+import { prepareScratch, removeScratch, scratchLayout, scratchRoot, type ScratchLayout } from './scratch';
+import { restoreInto, type RestoreOutcome, type RestoreRequest } from './restore-command';
+import { restoredTarget, startAndAwaitPromotion, type RecoveryReport, writeInstanceOverrides } from './recovery';
+import { freeBytes, nearestExisting } from './disk';
 
 /** The cluster as the target host's pgdr.yaml describes it (no secrets). */
 export interface FullSitePlan {
@@ -90,86 +83,8 @@ export function fullSiteScratch(c: ClusterConfig, name: string): { cluster: Clus
   return { cluster: cc, layout: scratchLayout(cc, name) };
 }
 
-/** Sections and keys of an INI file (pgBackRest's format). */
-export function parseIni(text: string): Map<string, Map<string, string>> {
-  const out = new Map<string, Map<string, string>>();
-  let cur = new Map<string, string>();
-  out.set('', cur);
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (!line || line.startsWith('#')) continue;
-    const sec = /^\[([^\]]+)\]$/.exec(line);
-    if (sec) {
-      cur = out.get(sec[1]) ?? new Map();
-      out.set(sec[1], cur);
-      continue;
-    }
-    const i = line.indexOf('=');
-    if (i > 0) cur.set(line.slice(0, i).trim(), line.slice(i + 1).trim());
-  }
-  return out;
-}
-
-/** Replace every secret value in a text (pgBackRest output can echo odd things). */
-function redact(text: string, secrets: string[]): string {
-  let t = text;
-  for (const s of secrets) if (s.length >= 4) t = t.split(s).join('***');
-  return t;
-}
-
-function nearestExisting(path: string): string {
-  let p = path;
-  while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
-  return p;
-}
-
-function freeBytes(path: string): number {
-  const s = statfsSync(nearestExisting(path));
-  return Number(s.bavail) * Number(s.bsize);
-}
-
 const mb = (n: number) => `${Math.round(n / 2 ** 20)} MB`;
 
-
-function postmasterAlive(dataDir: string): boolean {
-  try {
-    const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-    if (!(pid > 0)) return false;
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Start a restored cluster with the repo passphrases in its environment and wait until it is promoted. */
-export async function startWithSecrets(c: ClusterConfig, t: PgTarget, logFile: string, timeoutSeconds: number): Promise<TargetRecovery> {
-  return { dataDir: t.dataDir, ...(await startAndAwaitPromotion(c, t, logFile, { timeoutSeconds })) };
-}
-
-/** Read `pgbackrest info --repo=N --output=json` without throwing on its status. */
-async function repoInfo(c: ClusterConfig, repo: number) {
-  const secrets = Object.values(safeSecretEnv(c).env);
-  const res = await pgbackrest(c, 'info', { options: ['--output=json', `--repo=${repo}`], allowFailure: true });
-  if (res.exitCode !== 0) {
-    const f = failureFor('info', c.stanza, res);
-    return { error: redact(f.message, secrets) } as const;
-  }
-  const raw = parseInfoJson(res.stdout).find((s) => s.name === c.stanza) as
-    | (ReturnType<typeof parseInfoJson>[number] & { db?: { id: number; version: string; 'repo-key'?: number; 'system-id'?: string }[] })
-    | undefined;
-  if (!raw) return { error: `pgbackrest info returned nothing for stanza "${c.stanza}"` } as const;
-  return { raw, message: redact(raw.status.message.trim(), secrets) } as const;
-}
-
-/** secretEnv without throwing: an unreadable passphrase file is reported as a problem. */
-function safeSecretEnv(c: ClusterConfig): { env: Record<string, string>; problem?: string } {
-  try {
-    return { env: secretEnv(c) };
-  } catch (e) {
-    return { env: {}, problem: (e as Error).message };
-  }
-}
 
 /** The system identifier of the PostgreSQL data directory `dir` (pg_controldata), or null. */
 async function systemIdOf(c: ClusterConfig, dir: string): Promise<string | null> {
@@ -204,16 +119,7 @@ const staleAside = (c: ClusterConfig, run: RunIdentity) => `${c.dataDir}.stale-$
 
 export function fullSiteActivities({ config }: ActivityDeps) {
   const cluster = (name: string) => requireCluster(config, name);
-  const repoOf = (c: ClusterConfig, index: number) => {
-    const r = c.repos.find((x) => x.index === index);
-    if (!r) {
-      throw ApplicationFailure.nonRetryable(
-        `cluster "${c.name}" has no repo${index} in ${config.file} on host ${hostname()} (configured: ${c.repos.map((x) => `repo${x.index}`).join(', ')})`,
-        FAILURE.badInput,
-      );
-    }
-    return r;
-  };
+  const repoOf = (c: ClusterConfig, index: number) => repoOfConfig(config, c, index);
 
   return {
     /**
@@ -257,101 +163,6 @@ export function fullSiteActivities({ config }: ActivityDeps) {
         heartbeatTimeout: config.worker.heartbeatTimeout,
         scratch: input.drill ? fullSiteScratch(c, input.scratch).layout : undefined,
       };
-    },
-
-    /** `pg_ctl --version` and `pgbackrest version` on this host. */
-    async checkHostPackages(input: { cluster: string }): Promise<CheckOutcome & { pgMajor?: number }> {
-      const c = cluster(input.cluster);
-      const pgCtlBin = join(c.pgBinDir, 'pg_ctl');
-      if (!existsSync(pgCtlBin)) return { ok: false, note: `${pgCtlBin} does not exist: install PostgreSQL (pgBinDir ${c.pgBinDir} in this host's pgdr.yaml)` };
-      const pg = await run(pgCtlBin, ['--version']);
-      const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(pg.stdout);
-      if (pg.exitCode !== 0 || !m) return { ok: false, note: `\`${pgCtlBin} --version\` failed: ${lastLines(pg.stderr || pg.stdout, 2) || `exit ${pg.exitCode}`}` };
-      let br;
-      try {
-        br = await run(PGBACKREST_BIN, ['version']);
-      } catch (e) {
-        return { ok: false, note: `pgbackrest is not installed or not on PATH: ${(e as Error).message}` };
-      }
-      if (br.exitCode !== 0 || !/pgBackRest \d/.test(br.stdout)) {
-        return { ok: false, note: `\`pgbackrest version\` failed (exit ${br.exitCode}): ${lastLines(br.stderr || br.stdout, 2) || 'not installed?'}` };
-      }
-      return { ok: true, note: `${pg.stdout.trim()}; ${br.stdout.trim()}`, pgMajor: Number(m[1]) };
-    },
-
-    /** The pgBackRest configuration file is there, readable by the OS user, and has the stanza and the repo. */
-    async checkPgBackRestConfig(input: { cluster: string; repo: number }): Promise<CheckOutcome & { encrypted?: boolean }> {
-      const c = cluster(input.cluster);
-      const file = c.pgbackrestConfig;
-      if (!existsSync(file)) return { ok: false, note: `${file} does not exist on this host: restore the pgBackRest configuration (pgbackrestConfig in this host's pgdr.yaml)` };
-      const readable = await run('test', ['-r', file], { user: c.osUser });
-      if (readable.exitCode !== 0) return { ok: false, note: `${file} is not readable by the OS user ${c.osUser}` };
-      const ini = parseIni(readFileSync(file, 'utf8'));
-      const stanza = ini.get(c.stanza);
-      if (!stanza) return { ok: false, note: `${file} has no [${c.stanza}] section (sections: ${[...ini.keys()].filter(Boolean).join(', ') || 'none'})` };
-      const pgPath = stanza.get('pg1-path');
-      if (!pgPath) return { ok: false, note: `[${c.stanza}] in ${file} has no pg1-path` };
-      if (pgPath.replace(/\/+$/, '') !== c.dataDir.replace(/\/+$/, '')) {
-        return { ok: false, note: `[${c.stanza}] pg1-path is ${pgPath} but this host's pgdr.yaml says dataDir ${c.dataDir}: make them agree` };
-      }
-      const opt = (k: string) => stanza.get(k) ?? ini.get('global')?.get(k);
-      const n = input.repo;
-      if (!opt(`repo${n}-path`) && !opt(`repo${n}-type`)) return { ok: false, note: `${file} configures no repo${n} (no repo${n}-path / repo${n}-type)` };
-      const cipher = opt(`repo${n}-cipher-type`);
-      const encrypted = Boolean(cipher && cipher !== 'none');
-      return { ok: true, note: `${file}: stanza [${c.stanza}], pg1-path ${pgPath}, repo${n} ${opt(`repo${n}-type`) ?? 'posix'} ${opt(`repo${n}-path`) ?? ''}${encrypted ? `, encrypted (${cipher})` : ''}`.trim(), encrypted };
-    },
-
-    /**
-     * The cipher passphrase is available: `info` on the chosen repo answers with status 0 (ok). A wrong
-     * passphrase shows as status 99. The passphrase is never printed.
-     */
-    async checkCipherPassphrase(input: { cluster: string; repo: number; encrypted: boolean }): Promise<CheckOutcome> {
-      const c = cluster(input.cluster);
-      const r = repoOf(c, input.repo);
-      const source = r.cipherPassEnv ? `environment variable ${r.cipherPassEnv}` : r.cipherPassFile ? `file ${r.cipherPassFile}` : 'the pgBackRest configuration';
-      if (!input.encrypted) return { ok: true, note: `repo${input.repo} is not encrypted (no repo${input.repo}-cipher-type): no passphrase needed` };
-      const secrets = safeSecretEnv(c);
-      if (secrets.problem) return { ok: false, note: secrets.problem };
-      if (r.cipherPassEnv && !process.env[r.cipherPassEnv] && !r.cipherPassFile) {
-        return { ok: false, note: `the passphrase of repo${input.repo} should be in ${source}, which is not set in the worker's environment` };
-      }
-      const info = await repoInfo(c, input.repo);
-      if ('error' in info) return { ok: false, note: `pgbackrest info on repo${input.repo} failed: ${info.error}` };
-      const code = info.raw.status.code;
-      if (code === 99) {
-        return { ok: false, note: `pgBackRest cannot decrypt repo${input.repo} with the passphrase from ${source} (info status 99: wrong or missing cipher passphrase)` };
-      }
-      if (code !== 0) return { ok: false, note: `info on repo${input.repo} answered status ${code} (${info.message}), not ok: the passphrase cannot be confirmed` };
-      return { ok: true, note: `info on repo${input.repo} answered status 0 (ok) with the passphrase from ${source} (not shown)` };
-    },
-
-    /** The chosen repo is reachable and holds backup sets of the stanza. */
-    async checkRepoReachable(input: { cluster: string; repo: number }): Promise<CheckOutcome> {
-      const c = cluster(input.cluster);
-      const info = await repoInfo(c, input.repo);
-      if ('error' in info) return { ok: false, note: `repo${input.repo} is not reachable: ${info.error}` };
-      const code = info.raw.status.code;
-      if (code === 1 || code === 3) return { ok: false, note: `repo${input.repo} has no stanza "${c.stanza}" (status ${code}: ${info.message}): is it the right repository, mounted where the config says?` };
-      if (code === 2) return { ok: false, note: `repo${input.repo} holds no valid backup of stanza "${c.stanza}" (status 2)` };
-      if (code !== 0) return { ok: false, note: `repo${input.repo} answered status ${code}: ${info.message}` };
-      const sets = (info.raw.backup ?? []).filter((b) => !b.error);
-      const max = (info.raw.archive ?? []).map((a) => a.max).filter(Boolean).sort().pop();
-      return { ok: true, note: `repo${input.repo}: ${sets.length} backup set(s), newest ${sets[sets.length - 1]?.label ?? '—'}; WAL archived up to ${max ?? '—'}` };
-    },
-
-    /** The PostgreSQL major version installed here matches the stanza's. */
-    async checkMajorVersion(input: { cluster: string; repo: number; pgMajor: number }): Promise<CheckOutcome> {
-      const c = cluster(input.cluster);
-      const info = await repoInfo(c, input.repo);
-      if ('error' in info) return { ok: false, note: info.error ?? 'pgbackrest info failed' };
-      const dbs = info.raw.db ?? [];
-      const current = dbs[dbs.length - 1];
-      if (!current) return { ok: false, note: `pgbackrest info shows no database for stanza "${c.stanza}"` };
-      const major = Number(String(current.version).split('.')[0]);
-      return major === input.pgMajor
-        ? { ok: true, note: `PostgreSQL ${input.pgMajor} here; the stanza's database is PostgreSQL ${current.version}` }
-        : { ok: false, note: `PostgreSQL ${input.pgMajor} is installed here but the stanza's backups are PostgreSQL ${current.version}: install postgresql-${current.version}` };
     },
 
     /**
@@ -454,10 +265,10 @@ export function fullSiteActivities({ config }: ActivityDeps) {
           makeOwnedDir(layout.socketDir, c.osUser, 0o700);
           writeInstanceOverrides(layout.dataDir, { port, socketDir: layout.socketDir });
         }
-        return startWithSecrets(c, restoredTarget(c, layout.dataDir, port, layout.socketDir), layout.logFile, timeout);
+        return { dataDir: layout.dataDir, ...(await startAndAwaitPromotion(c, restoredTarget(c, layout.dataDir, port, layout.socketDir), layout.logFile, { timeoutSeconds: timeout })) };
       }
       if (!existsSync(c.socketDir)) makeOwnedDir(c.socketDir, c.osUser, 0o2775);
-      const out = await startWithSecrets(c, c, c.serverLog!, timeout);
+      const out: TargetRecovery = { dataDir: c.dataDir, ...(await startAndAwaitPromotion(c, c, c.serverLog!, { timeoutSeconds: timeout })) };
       rmSync(claimFile(c.dataDir), { force: true });
       return out;
     },
@@ -483,20 +294,5 @@ export function fullSiteActivities({ config }: ActivityDeps) {
         : { ok: false, note: `\`${cmd.join(' ')}\` exited ${r.exitCode}: ${lastLines(r.stderr || r.stdout, 3)}` };
     },
 
-    /** Write the DR report (Markdown + SVG timeline) to <stateDir>/audit/dr-reports/ on this host, atomically. */
-    async writeDrReport(input: { workflowId: string; markdown: string; svg: string }): Promise<{ file: string; svgFile: string; host: string }> {
-      const dir = join(config.stateDirAbs, 'audit', 'dr-reports');
-      mkdirSync(dir, { recursive: true });
-      const base = input.workflowId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 150);
-      const write = (name: string, text: string) => {
-        const path = join(dir, name);
-        writeFileSync(`${path}.tmp`, text);
-        renameSync(`${path}.tmp`, path);
-        return path;
-      };
-      const svgFile = write(`${base}.svg`, input.svg);
-      const file = write(`${base}.md`, input.markdown);
-      return { file, svgFile, host: hostname() };
-    },
   };
 }

@@ -14,13 +14,15 @@ import { backupActivities } from './backup';
 import { clusterActivities } from './cluster';
 import { notifyActivities } from './notify';
 import { drillActivities } from './drill';
-import { restoreActivities } from './restore';
+import { restoreActivities } from './scratch';
 import { inPlaceActivities } from './restore-in-place';
 import { newClusterActivities } from './restore-new-cluster';
 import { checkActivities } from './checks';
 import { healthActivities, policyActivities } from './health';
 import { approvalActivities } from './approval';
 import { fullSiteActivities } from './full-site';
+import { newHostCheckActivities } from './new-host-checks';
+import { drReportActivities } from './dr-reports';
 import { runActivities } from './owned-dirs';
 import { walGapActivities } from './wal-gap';
 
@@ -39,6 +41,8 @@ function createAllActivities(config: LoadedConfig) {
     ...policyActivities(deps),
     ...approvalActivities(deps),
     ...fullSiteActivities(deps),
+    ...newHostCheckActivities(deps),
+    ...drReportActivities(deps),
     ...runActivities(),
     ...walGapActivities(deps),
   };

@@ -98,6 +98,32 @@ function commandEnv(t: PgTarget, logFile: string | undefined, env?: Record<strin
   return { ...env, PGDR_CLUSTER: t.name ?? '', PGDR_DATA_DIR: t.dataDir, PGDR_PORT: String(t.port), ...(logFile ? { PGDR_LOG_FILE: logFile } : {}) };
 }
 
+/** The pid in a data directory's postmaster.pid (null when there is none). */
+export function postmasterPid(dataDir: string): number | null {
+  try {
+    const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A process with this pid exists (EPERM: it exists, owned by someone else). */
+export function processAlive(pid: number | null): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A postmaster runs in this data directory (its postmaster.pid names a live process), whatever started it. */
+export function postmasterAlive(dataDir: string): boolean {
+  return processAlive(postmasterPid(dataDir));
+}
+
 export async function serverState(t: PgTarget): Promise<ServerState> {
   if (!existsSync(join(t.dataDir, 'PG_VERSION'))) return 'no-data-directory';
   const ctl = controlOf(t);

@@ -16,7 +16,7 @@
  * idempotent: a retry after a worker crash resumes to the same outcome.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { ClusterConfig } from '../common/config';
 import { pgConfLines } from '../common/conf-value';
@@ -26,9 +26,12 @@ import { currentRun, ownedBy, ownerText, readMarker, removeMarker, requireOwned,
 import { FAILURE, lastLines, secretEnv } from './pgbackrest';
 import { controlProblems, query, serverState, startServer, stopServer } from './postgres';
 import { run } from './process';
-import { killStrayRestores, startAndAwaitPromotion, type RecoveryReport, type RestoreRequest } from './restore';
+import { killStrayRestores } from './stray-pgbackrest';
+import { startAndAwaitPromotion, type RecoveryReport } from './recovery';
+import { type RestoreRequest } from './restore-command';
 import { removeStaging, restoreViaStaging, supportsReflinks, type RestoreMode, type StagedRestoreOutcome } from './staged-restore';
 import { stopPoint } from './stop-points';
+import { freeBytes } from './disk';
 
 /** The directories of one run's in-place restore. */
 export function inPlacePaths(dataDir: string, tag: string) {
@@ -113,11 +116,6 @@ export interface DiskReport {
   freeBytes: number;
   neededBytes: number;
   ok: boolean;
-}
-
-function freeBytes(path: string): number {
-  const s = statfsSync(path);
-  return Number(s.bavail) * Number(s.bsize);
 }
 
 /** A postmaster process is alive for this data directory (postmaster.pid names a live process). */

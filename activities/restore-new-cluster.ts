@@ -12,10 +12,12 @@ import { requireCluster, type ActivityDeps } from './context';
 import { newClusterDirOf } from './checks';
 import { FAILURE } from './pgbackrest';
 import { query, serverState, startServer, stopServer } from './postgres';
-import { removeTree, restoredTarget, stopRestoredCopy } from './restore';
+import { removeTree } from './scratch';
+import { restoredTarget, stopRestoredCopy } from './recovery';
 import { currentRun, ownerText, readMarker } from './owned-dirs';
 import { removeStaging, restoredBy, stagingDir } from './staged-restore';
 import { pickFreePort, portInUse } from '../common/net';
+import { quoteIdent } from '../common/sql';
 
 export interface NewClusterLayout {
   name: string;
@@ -155,7 +157,7 @@ export function newClusterActivities({ config }: ActivityDeps) {
       const dropped: string[] = [];
       for (const { datname } of rows) {
         if (input.keep.includes(datname)) continue;
-        await query(t, `DROP DATABASE "${datname.replace(/"/g, '""')}"`);
+        await query(t, `DROP DATABASE ${quoteIdent(datname)}`);
         dropped.push(datname);
       }
       return dropped;

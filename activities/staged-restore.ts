@@ -21,7 +21,8 @@ import { makeOwnedDir } from '../common/os-user';
 import { ownedBy, ownerText, readMarker, removeMarker, requireOwned, writeMarker } from './owned-dirs';
 import { FAILURE } from './pgbackrest';
 import { run } from './process';
-import { killStrayRestores, restoreInto, type RestoreOutcome, type RestoreRequest } from './restore';
+import { killStrayRestores } from './stray-pgbackrest';
+import { restoreInto, type RestoreOutcome, type RestoreRequest } from './restore-command';
 import { stopPoint } from './stop-points';
 
 export const stagingDir = (dir: string, run: RunIdentity) => `${dir}.restoring-${runTag(run)}`;

@@ -21,7 +21,8 @@ import { demoApproval } from '../workflows/demo-approval';
 import { workflowUrl } from '../common/slack';
 import { when } from './format';
 import { signingSecretFromEnv, startSlackServer } from './slack-server';
-import { CliError, connectClient, rootCause, workflowId as newWorkflowId } from './temporal';
+import { CliError, connectClient, workflowId as newWorkflowId } from './temporal';
+import { rootMessage } from '../common/errors';
 
 export interface CliContext {
   config: () => LoadedConfig;
@@ -107,8 +108,8 @@ export async function castVote(client: Client, o: { workflowId: string; approval
   try {
     return await handle.executeUpdate(o.decision === 'approve' ? approveUpdate : rejectUpdate, { args: [args] });
   } catch (err) {
-    if (err instanceof WorkflowUpdateFailedError) throw new CliError(rootCause(err).replace(/\s*\n\s*/g, ' '));
-    if (err instanceof WorkflowNotFoundError || /not found|already completed/i.test(rootCause(err))) {
+    if (err instanceof WorkflowUpdateFailedError) throw new CliError(rootMessage(err).replace(/\s*\n\s*/g, ' '));
+    if (err instanceof WorkflowNotFoundError || /not found|already completed/i.test(rootMessage(err))) {
       throw new CliError(`workflow ${o.workflowId} is not running (finished or unknown)`);
     }
     throw err;
@@ -231,7 +232,7 @@ export function registerApprovalCommands(program: Command, ctx: CliContext): voi
         const last = r.approvals[r.approvals.length - 1];
         ctx.print(`Approved by ${last?.decidedBy?.join(', ')}; the demo action ran at ${r.ranAt.join(', ')}.`, r);
       } catch (err) {
-        if (err instanceof WorkflowFailedError) throw new CliError(rootCause(err), `see ${workflowUrl(cfg, id)}`);
+        if (err instanceof WorkflowFailedError) throw new CliError(rootMessage(err), `see ${workflowUrl(cfg, id)}`);
         throw err;
       } finally {
         done = true;

@@ -14,14 +14,15 @@ import { askOrWithdrawn, note } from './terminal';
 import { defaultIdentity, type CliContext } from './approvals-cli';
 import { ask, guide, interactive, type GuideStep } from './guide';
 import { targetFromOptions } from './restore-cli';
-import { CliError, connectClient, rootCause, runWorkflow, workflowId } from './temporal';
+import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
+import { rootMessage } from '../common/errors';
 import * as runbooks from '../workflows';
 
 async function update(client: Client, wf: string, name: 'retry' | 'abort', args: PauseDecisionArgs): Promise<DrPause> {
   try {
     return await client.workflow.getHandle(wf).executeUpdate(pauseUpdates[name], { args: [args] });
   } catch (err) {
-    if (err instanceof WorkflowUpdateFailedError) throw new CliError(`refused: ${rootCause(err)}`);
+    if (err instanceof WorkflowUpdateFailedError) throw new CliError(`refused: ${rootMessage(err)}`);
     throw err;
   }
 }

@@ -7,7 +7,8 @@ import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@te
 import { approvalStateQuery } from '../workflows/approval';
 import { checkItemUpdate, checklistQuery, type ChecklistItem, type ChecklistSnapshot } from '../workflows/checklist';
 import { when } from './format';
-import { CliError, rootCause, within } from './temporal';
+import { CliError, within } from './temporal';
+import { rootMessage } from '../common/errors';
 import { askOrWithdrawn, interactive, note } from './terminal';
 
 export { ask, interactive } from './terminal';
@@ -17,7 +18,7 @@ export async function signOff(client: Client, wf: string, item: string, by: stri
   try {
     return await client.workflow.getHandle(wf).executeUpdate(checkItemUpdate, { args: [{ item, by, note, ...(skip ? { skip: true } : {}) }] });
   } catch (err) {
-    if (err instanceof WorkflowUpdateFailedError) throw new CliError(`refused: ${rootCause(err)}`);
+    if (err instanceof WorkflowUpdateFailedError) throw new CliError(`refused: ${rootMessage(err)}`);
     throw err;
   }
 }

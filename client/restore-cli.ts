@@ -13,7 +13,8 @@ import { defaultIdentity, type CliContext } from './approvals-cli';
 import { table } from './format';
 import { guide, signOff } from './guide';
 import { ask, interactive, note } from './terminal';
-import { CliError, connectClient, rootCause, runWorkflow, workflowId } from './temporal';
+import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
+import { rootMessage } from '../common/errors';
 import * as runbooks from '../workflows';
 
 interface TargetOptions {
@@ -236,7 +237,7 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
         const p = await client.workflow.getHandle(wf).executeUpdate(pauseUpdates[update], { args: [{ by: o.as ?? defaultIdentity(), note: o.note, reason: o.note }] });
         ctx.print(`${choice}: "${p.step}" (paused since ${p.since})`, p);
       } catch (err) {
-        throw new CliError(rootCause(err));
+        throw new CliError(rootMessage(err));
       }
     });
 

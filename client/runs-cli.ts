@@ -14,7 +14,8 @@ import { workflowUrl } from '../common/slack';
 import { defaultIdentity } from './approvals-cli';
 import { times, when } from './format';
 import { applySearchAttributes, formatSearchAttributeReport } from './search-attributes';
-import { CliError, connectClient, followSteps, rootCause } from './temporal';
+import { CliError, connectClient, followSteps } from './temporal';
+import { rootMessage } from '../common/errors';
 
 interface Helpers {
   config: () => LoadedConfig;
@@ -193,7 +194,7 @@ export function registerRunsCommands(program: Command, { config, print }: Helper
         const result = await handle.result();
         print(`${id}: completed`, { workflowId: id, status: 'COMPLETED', result });
       } catch (err) {
-        if (err instanceof WorkflowFailedError) throw new CliError(`${id}: ${rootCause(err)}`, `see ${workflowUrl(cfg, id)}`, 'failed', id);
+        if (err instanceof WorkflowFailedError) throw new CliError(`${id}: ${rootMessage(err)}`, `see ${workflowUrl(cfg, id)}`, 'failed', id);
         throw err;
       } finally {
         stop = true;
@@ -231,7 +232,7 @@ export function registerRunsCommands(program: Command, { config, print }: Helper
       const cfg = config();
       const client = await connectClient(cfg);
       const r = await applySearchAttributes(client, cfg.temporal.namespace, o).catch((err: Error) => {
-        throw new CliError(`cannot register search attributes on ${cfg.temporal.namespace}: ${rootCause(err)}`, 'this needs operator rights on the namespace (Temporal Cloud: add them in the Cloud UI or with tcld)');
+        throw new CliError(`cannot register search attributes on ${cfg.temporal.namespace}: ${rootMessage(err)}`, 'this needs operator rights on the namespace (Temporal Cloud: add them in the Cloud UI or with tcld)');
       });
       print(formatSearchAttributeReport(r, o.dryRun), r);
       if (r.conflicts.length) throw new CliError(`${r.conflicts.length} search attribute(s) have another type`, 'remove or rename them by hand; pgdr does not change types');

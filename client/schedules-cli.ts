@@ -4,11 +4,12 @@
 import { Option, type Command } from 'commander';
 import type { LoadedConfig } from '../common/config';
 import { checkInput } from '../common/inputs';
-import { expireInputSchema, humanAge, type ArchiveHealthResult, type ExpireResult, type FreshnessResult } from '../common/health-inputs';
+import { expireInputSchema, type ArchiveHealthResult, type ExpireResult, type FreshnessResult } from '../common/health-inputs';
 import { when } from './format';
 import { applySchedules, formatApplyReport, formatScheduleRows, listSchedules, pauseSchedule, resumeSchedule, triggerSchedule } from './schedules';
 import { CliError, connectClient, runWorkflow, workflowId } from './temporal';
 import * as runbooks from '../workflows';
+import { formatDuration } from '../common/human-time';
 
 interface Helpers {
   config: () => LoadedConfig;
@@ -23,13 +24,13 @@ export function formatHealthResult(r: FreshnessResult | ArchiveHealthResult, max
     for (const repo of r.repos) {
       for (const kind of ['full', 'diff', 'incr'] as const) {
         const n = repo[kind];
-        lines.push(`  repo${repo.repo} newest ${kind === 'incr' ? 'any' : kind === 'diff' ? 'full/diff' : 'full'}: ${n ? `${n.label}, ${humanAge(n.ageSeconds)} old` : 'none'} (limit ${limit[kind]})`);
+        lines.push(`  repo${repo.repo} newest ${kind === 'incr' ? 'any' : kind === 'diff' ? 'full/diff' : 'full'}: ${n ? `${n.label}, ${formatDuration(n.ageSeconds * 1000)} old` : 'none'} (limit ${limit[kind]})`);
       }
     }
   } else {
     const age = r.lastArchivedAt ? (Date.now() - Date.parse(r.lastArchivedAt)) / 1000 : undefined;
     lines.push(
-      `  last archived WAL: ${r.lastArchivedWal ?? 'none'}${age !== undefined ? `, ${humanAge(Math.max(0, Math.round(age)))} ago` : ''}${maxArchiveAge ? ` (limit health.maxArchiveAge ${maxArchiveAge})` : ''}`,
+      `  last archived WAL: ${r.lastArchivedWal ?? 'none'}${age !== undefined ? `, ${formatDuration(Math.max(0, Math.round(age)) * 1000)} ago` : ''}${maxArchiveAge ? ` (limit health.maxArchiveAge ${maxArchiveAge})` : ''}`,
       `  cluster ${r.running ? 'running' : 'stopped'}; pgbackrest check ${r.checkPassed === null ? 'not run' : r.checkPassed ? 'passed' : 'FAILED'}; archive failures ${r.failedCount ?? '?'}${r.newFailures ? ` (${r.newFailures} new)` : ''}`,
     );
   }

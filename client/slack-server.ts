@@ -31,7 +31,7 @@ import {
 } from '../common/approvals';
 import { log } from '../common/log';
 import { slackTarget, updateApprovalMessage } from '../common/slack';
-import { rootCause } from './temporal';
+import { rootMessage } from '../common/errors';
 import { approvalStateQuery, approveUpdate, rejectUpdate } from '../workflows/approval';
 import { checkItemUpdate } from '../workflows/checklist';
 import { pauseUpdates, type PauseChoice } from '../workflows/pause';
@@ -205,7 +205,7 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
         ?.client.chat.postMessage({ channel: click.channel, thread_ts: click.messageTs, text: `:white_check_mark: ${item.title} — signed off by <@${click.userId}>` })
         .catch((err: Error) => log.warn({ err: err.message }, 'slack: could not confirm a sign-off'));
     } catch (err) {
-      const reason = err instanceof WorkflowUpdateFailedError ? rootCause(err) : `could not deliver the sign-off: ${rootCause(err)} — use \`pgdr check\``;
+      const reason = err instanceof WorkflowUpdateFailedError ? rootMessage(err) : `could not deliver the sign-off: ${rootMessage(err)} — use \`pgdr check\``;
       outcome = { click, ok: false, reason, receivedAt, decidedAt: performance.now() };
       await tellRefused(click, `:no_entry: Your sign-off of "${click.approvalId}" was not recorded: ${reason}`);
     }
@@ -237,7 +237,7 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
         ?.client.chat.postMessage({ channel: click.channel, thread_ts: click.messageTs, text: `${{ retry: ':repeat: Retrying the step', abort: ':octagonal_sign: Aborted', keep: ':white_check_mark: Restore kept', rollBack: ':rewind: Rolling back' }[click.decision as PauseChoice]} — <@${click.userId}>` })
         .catch((err: Error) => log.warn({ err: err.message }, 'slack: could not confirm a pause decision'));
     } catch (err) {
-      const reason = err instanceof WorkflowUpdateFailedError ? rootCause(err) : `could not deliver it: ${rootCause(err)} — use \`pgdr decide ${click.workflowId} ${click.decision === 'rollBack' ? 'roll-back' : click.decision}\``;
+      const reason = err instanceof WorkflowUpdateFailedError ? rootMessage(err) : `could not deliver it: ${rootMessage(err)} — use \`pgdr decide ${click.workflowId} ${click.decision === 'rollBack' ? 'roll-back' : click.decision}\``;
       outcome = { click, ok: false, reason, receivedAt, decidedAt: performance.now() };
       await tellRefused(click, `:no_entry: Your ${click.decision} was not recorded: ${reason}`);
     }
@@ -264,7 +264,7 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
       const s = await withTimeout(o.client.workflow.getHandle(click.workflowId).query(approvalStateQuery), timeoutMs, 'the approvalState query');
       return s.all.find((v) => v.approvalId === click.approvalId);
     } catch (err) {
-      log.warn({ workflowId: click.workflowId, err: rootCause(err) }, 'slack-server: could not read the approval state; the message is left as it is');
+      log.warn({ workflowId: click.workflowId, err: rootMessage(err) }, 'slack-server: could not read the approval state; the message is left as it is');
       return undefined;
     }
   }
@@ -295,10 +295,10 @@ export function createSlackRequestHandler(o: SlackHandlerOptions): SlackRequestH
       outcome = { click, ok: true, receivedAt, decidedAt: performance.now() };
     } catch (err) {
       let reason: string;
-      if (err instanceof WorkflowUpdateFailedError) reason = rootCause(err);
-      else if (err instanceof WorkflowNotFoundError || /not found|already completed/i.test(rootCause(err))) {
+      if (err instanceof WorkflowUpdateFailedError) reason = rootMessage(err);
+      else if (err instanceof WorkflowNotFoundError || /not found|already completed/i.test(rootMessage(err))) {
         reason = `workflow ${click.workflowId} is not waiting for approval any more (finished or unknown)`;
-      } else reason = `could not deliver the vote: ${rootCause(err)} — try again, or use \`pgdr approve\``;
+      } else reason = `could not deliver the vote: ${rootMessage(err)} — try again, or use \`pgdr approve\``;
       outcome = { click, ok: false, reason, receivedAt, decidedAt: performance.now() };
     }
     const view = await currentApproval(click);

@@ -11,6 +11,7 @@ import { checkTemporal, probeTemporal, TemporalConnectionProblem, TemporalTlsFil
 import { stepsQuery, type RunbookState } from '../workflows/runbook';
 import { times } from './format';
 import { note } from './terminal';
+import { rootMessage } from '../common/errors';
 
 export async function connectClient(config: LoadedConfig): Promise<Client> {
   const options = (() => {
@@ -84,7 +85,7 @@ function watchServer(client: Client, config: LoadedConfig, id: string, url: stri
         if (++misses >= 3) {
           reject(
             new CliError(
-              `lost the Temporal server at ${config.temporal.address} while waiting for ${id} (${rootCause(err)})`,
+              `lost the Temporal server at ${config.temporal.address} while waiting for ${id} (${rootMessage(err)})`,
               `the runbook's state is kept by Temporal: once the server is back (\`npm start\`), it goes on; see ${url}`,
               'server-lost',
               id,
@@ -127,12 +128,6 @@ export function within<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms)))]).finally(() => clearTimeout(timer));
 }
 
-/** The innermost message of a failure chain. */
-export function rootCause(err: unknown): string {
-  let e = err as { cause?: unknown; message?: string } | undefined;
-  while (e && e.cause) e = e.cause as typeof e;
-  return e?.message ?? String(err);
-}
 
 /** Namespaces (by client) found without pgdr's search attributes: later starts skip them without asking again. */
 const withoutSearchAttributes = new WeakSet<Client>();
@@ -174,7 +169,7 @@ export async function runWorkflow<W extends Workflow>(client: Client, config: Lo
     return (await Promise.race([handle.result(), watchServer(client, config, o.id, url, () => stop)])) as WorkflowResultType<W>;
   } catch (err) {
     if (err instanceof WorkflowFailedError) {
-      throw new CliError(rootCause(err), `see ${url}`, 'failed', o.id);
+      throw new CliError(rootMessage(err), `see ${url}`, 'failed', o.id);
     }
     throw err;
   } finally {

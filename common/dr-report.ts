@@ -5,6 +5,7 @@
  */
 import { walSegmentEnd } from './restore-target';
 import { lsnToBigInt } from './types';
+import { formatDuration } from './human-time';
 
 export type DrOutcome = 'running' | 'recovered' | 'drill-passed' | 'aborted' | 'failed';
 
@@ -109,19 +110,6 @@ export type DrFacts = Omit<DrReportData, 'endedAt' | 'steps' | 'approvals' | 'ch
 /** The report's data as of now: the facts so far, the live parts (steps, votes, lists, pauses), and the end once there is an outcome. */
 export function drReportData(facts: DrFacts, live: Pick<DrReportData, 'steps' | 'approvals' | 'checklists' | 'pauses'>, now: string): DrReportData {
   return { ...facts, endedAt: facts.outcome === 'running' ? undefined : now, ...live };
-}
-
-/** "1 h 02 min", "4 min 05 s", "12.3 s", "850 ms". */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return '?';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  const totalS = Math.round(ms / 1000);
-  const h = Math.floor(totalS / 3600);
-  const m = Math.floor((totalS % 3600) / 60);
-  const s = totalS % 60;
-  if (h) return `${h} h ${String(m).padStart(2, '0')} min`;
-  return `${m} min ${String(s).padStart(2, '0')} s`;
 }
 
 const hms = (iso?: string) => (iso ? iso.slice(11, 19) : '—');

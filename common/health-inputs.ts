@@ -117,10 +117,3 @@ export interface ArchiveHealthResult extends HealthResult {
 
 export { durationMs } from './types';
 
-/** A short human age: 45 s, 12 min, 3.5 h, 2.1 d. */
-export function humanAge(seconds: number): string {
-  if (seconds < 120) return `${Math.round(seconds)} s`;
-  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
-  if (seconds < 172_800) return `${(seconds / 3600).toFixed(1)} h`;
-  return `${(seconds / 86_400).toFixed(1)} d`;
-}

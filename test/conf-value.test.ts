@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { writeInstanceOverrides } from '../activities/restore';
+import { writeInstanceOverrides } from '../activities/recovery';
 import { confValue, iniLines, pgConfLines, rewritePgConfSetting } from '../common/conf-value';
 import { localCluster, pgbackrestConf } from '../worker/local-cluster';
 

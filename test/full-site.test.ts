@@ -15,12 +15,13 @@ import { query, stopServer, type PgTarget } from '../activities/postgres';
 import { run } from '../activities/process';
 import type { ApprovalStateAnswer } from '../common/approvals';
 import { loadConfig } from '../common/config';
-import { formatDuration, followUps, renderDrReport, renderGanttSvg, replayReached, type DrPause, type DrReportData } from '../common/dr-report';
+import { followUps, renderDrReport, renderGanttSvg, replayReached, type DrPause, type DrReportData } from '../common/dr-report';
 import type { ChecklistSnapshot } from '../workflows/checklist';
 import type { FullSiteRecoveryResult, FullSiteState } from '../workflows/full-site-recovery';
 import { configYaml, pgbackrestConf, PG_BIN_DIR, type LocalCluster } from '../worker/local-cluster';
 import { makeOwnedDir } from '../common/os-user';
 import { freePort, Harness, processesMatching, sql, startWorkerProcess as startProcess, stopWorkerProcess, switchWalAndWaitArchived } from './helpers/harness';
+import { formatDuration } from '../common/human-time';
 
 // ------------------------------------------------------------------------------------------------------
 // The report renderer (pure).

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { failureFor, FAILURE, parseError, parseInfoJson, PGBR_ERROR } from '../activities/pgbackrest';
-import { parseIni } from '../activities/full-site';
-import { parseRecoveryLog, recoveryFailureReason } from '../activities/restore';
+import { parseIni } from '../common/ini';
+import { parseRecoveryLog, recoveryFailureReason } from '../activities/recovery';
 import type { RunResult } from '../activities/process';
 import { encodeButtonValue, SLACK_ACTION } from '../common/approvals';
 import { parseClick } from '../client/slack-server';

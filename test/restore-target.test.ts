@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseTimelineHistory } from '../activities/pgbackrest';
-import { restoreOptions } from '../activities/restore';
+import { restoreOptions } from '../activities/restore-command';
 import type { ClusterConfig } from '../common/config';
 import { parseTargetTime, pgTime, resolveRestoreTarget, walSegmentEnd, type RestoreTarget } from '../common/restore-target';
 import type { BackupSet, StanzaInfo } from '../common/types';

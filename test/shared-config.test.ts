@@ -26,7 +26,7 @@ import type { ApprovalStateAnswer } from '../common/approvals';
 import { configYaml, type LocalCluster } from '../worker/local-cluster';
 import { sharedConfigWorkflowId, type PublishedSharedConfig } from '../workflows/shared-config';
 import { run } from '../activities/process';
-import { CONFIG_DECISIONS } from '../worker/shared-config-guard';
+import { CHECK_CACHE_MS, CONFIG_DECISIONS } from '../worker/shared-config-guard';
 import { Harness, pgbackrestJson, stopWorkerProcess, waitFor } from './helpers/harness';
 
 const h = new Harness('shared-config');
@@ -53,7 +53,8 @@ function spawnWorker(file: string, host: string): { proc: ChildProcess; ready: P
   let out = '';
   const proc = spawn(process.execPath, [join(__dirname, 'helpers', 'worker-process.js'), file], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PGDR_WORKFLOW_BUNDLE: bundle, PGDR_WORKER_HOSTS: host, PGDR_LOG_LEVEL: 'warn' },
+    // Its log lines on stderr (the test reads them), whatever PGDR_LOG_FILE the suite sets.
+    env: { ...process.env, PGDR_WORKFLOW_BUNDLE: bundle, PGDR_WORKER_HOSTS: host, PGDR_LOG_LEVEL: 'warn', PGDR_LOG_FILE: '' },
   });
   allProcs.push(proc);
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -290,10 +291,13 @@ describe('one shared configuration, whichever worker answers', () => {
     const pub = await pgdr(['--config', a2, 'config', 'publish']);
     assert.equal(pub.exitCode, 0, pub.stdout + pub.stderr);
     assert.match(pub.stdout, /published shared configuration [0-9a-f]{16} .*changed: approvals\.demo\.approvers/);
+    const publishedAt = Date.now();
     for (const [host, file] of [['a', a2], ['b', b2]] as const) {
       await stopWorkerProcess(workers[host]!.proc);
       await startHostWorker(host, file);
     }
+    // A running worker compares with the published record at most CHECK_CACHE_MS old (the documented window).
+    await new Promise((r) => setTimeout(r, Math.max(0, publishedAt + CHECK_CACHE_MS + 500 - Date.now())));
     const c = workers.c!;
     const stopLine = /shared configuration mismatch: this worker stops serving the shared task queue .*approvals\.demo\.approvers/;
     // Decisions until c meets one: it fails that attempt (SharedConfigMismatch) and another worker takes the retry.

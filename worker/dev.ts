@@ -173,7 +173,6 @@ export async function runDev(): Promise<void> {
           approvals: {
             restoreInPlace: { approvers: ['alice', 'bob'] },
             cleanup: { approvers: ['alice', 'bob'] },
-            expire: { approvers: ['alice', 'bob'] },
             fullSiteRecovery: { approvers: ['alice', 'bob', 'carol'], required: 2 },
           },
         },

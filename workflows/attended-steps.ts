@@ -8,7 +8,8 @@ import type { Duration } from '@temporalio/common';
 import type { CheckOutcome } from '../common/types';
 import { Checklist, type ChecklistItemSpec } from './checklist';
 import type { Pauses } from './pause';
-import { rootMessage, type Runbook } from './runbook';
+import { type Runbook } from './runbook';
+import { rootMessage } from '../common/errors';
 
 /** A person chose abort at a pause (or nobody decided in time): the runbook stops, with its report. */
 export class Aborted extends Error {}

@@ -14,6 +14,7 @@ import { condition, defineQuery, defineUpdate, setHandler, workflowInfo } from '
 import type { CheckOutcome } from '../common/types';
 import { messages } from './activity-options';
 import { actorRefusal, type ActorPolicy, type ApprovalKind } from '../common/approvals';
+import { rootMessage } from '../common/errors';
 
 export type ItemState = 'pending' | 'running' | 'passed' | 'failed' | 'signed' | 'skipped';
 
@@ -158,9 +159,7 @@ export class Checklist {
       try {
         outcome = await check(item.id);
       } catch (err) {
-        let e = err as { message?: string; cause?: unknown };
-        while (e.cause) e = e.cause as typeof e; // the activity's own message, not "Activity task failed"
-        outcome = { ok: false, note: String(e.message) };
+        outcome = { ok: false, note: rootMessage(err) };
       }
       item.state = outcome.ok ? 'passed' : item.optional ? 'skipped' : 'failed';
       item.by = 'pgdr';

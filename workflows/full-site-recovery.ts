@@ -37,7 +37,7 @@ import {
 } from '@temporalio/workflow';
 import type { FullSitePlan, TargetRecovery } from '../activities/full-site';
 import { durationMs } from '../common/approvals';
-import { drReportData, formatDuration, measuredRto, renderDrReport, replayReached, renderGanttSvg, type DrApproval, type DrFacts, type DrOutcome, type DrPause, type DrReportData } from '../common/dr-report';
+import { drReportData, measuredRto, renderDrReport, replayReached, renderGanttSvg, type DrApproval, type DrFacts, type DrOutcome, type DrPause, type DrReportData } from '../common/dr-report';
 import { fullSiteRecoveryInputSchema, type FullSiteRecoveryInput } from '../common/inputs';
 import { resolveRestoreTarget, type ResolvedTarget } from '../common/restore-target';
 import { runTag, type RunIdentity } from '../common/run-identity';
@@ -48,7 +48,9 @@ import type { ChecklistSnapshot } from './checklist';
 import { archiveNewTimeline, restoreRequestFor } from './restore-steps';
 import { Pauses } from './pause';
 import { lookups, onTarget } from './activity-options';
-import { notify, rootMessage, Runbook, validInput, type StepRecord } from './runbook';
+import { notify, Runbook, validInput, type StepRecord } from './runbook';
+import { rootMessage } from '../common/errors';
+import { formatDuration } from '../common/human-time';
 
 export interface FullSiteRecoveryResult {
   outcome: DrOutcome;

@@ -19,7 +19,6 @@ import {
   archiveHealthInputSchema,
   durationMs,
   freshnessInputSchema,
-  humanAge,
   type ArchiveHealthInput,
   type ArchiveHealthResult,
   type FreshnessInput,
@@ -29,7 +28,9 @@ import {
 } from '../common/health-inputs';
 import type { BackupSet, ClusterSummary, StanzaInfo } from '../common/types';
 import { lookups, onHost } from './activity-options';
-import { notify, rootMessage, Runbook, validInput } from './runbook';
+import { notify, Runbook, validInput } from './runbook';
+import { rootMessage } from '../common/errors';
+import { formatDuration } from '../common/human-time';
 
 type Host = ReturnType<typeof onHost>;
 
@@ -126,7 +127,7 @@ export async function backupFreshness(input: FreshnessInput): Promise<FreshnessR
         const n = r[kind];
         const noun = kind === 'full' ? 'full backup' : kind === 'diff' ? 'full or diff backup' : 'backup of any type';
         if (!n) problems.push(`repo${repo}: no ${noun} at all (limit ${limit})`);
-        else if (n.ageSeconds * 1000 > durationMs(limit)) problems.push(`repo${repo}: newest ${noun} ${n.label} is ${humanAge(n.ageSeconds)} old (limit ${limit})`);
+        else if (n.ageSeconds * 1000 > durationMs(limit)) problems.push(`repo${repo}: newest ${noun} ${n.label} is ${formatDuration(n.ageSeconds * 1000)} old (limit ${limit})`);
       };
       judge('full', thresholds.maxAgeFull);
       judge('diff', thresholds.maxAgeDiff);
@@ -136,7 +137,7 @@ export async function backupFreshness(input: FreshnessInput): Promise<FreshnessR
   const ok = problems.length === 0;
   rb.showAlso(() => (ok ? '\n**Result: fresh**' : `\n**Result: stale**\n${problems.map((p) => `- ${p}`).join('\n')}`));
   const fields: Record<string, string> = {};
-  for (const r of repos) fields[`repo${r.repo} newest full`] = r.full ? `${r.full.label} (${humanAge(r.full.ageSeconds)} ago)` : 'none';
+  for (const r of repos) fields[`repo${r.repo} newest full`] = r.full ? `${r.full.label} (${formatDuration(r.full.ageSeconds * 1000)} ago)` : 'none';
   const { transition, notified } = await conclude(rb, host, cluster, 'freshness', 'Backup freshness', ok, problems, { fields });
   return { cluster: req.cluster, check: 'freshness', ok, checkedAt: new Date(now).toISOString(), problems, notes: [], transition, notified, thresholds, repos };
 }
@@ -194,7 +195,7 @@ export async function archiveHealth(input: ArchiveHealthInput): Promise<ArchiveH
     }
     if (s.lastArchivedAt && after.serverNow) {
       const age = (Date.parse(after.serverNow) - Date.parse(s.lastArchivedAt)) / 1000;
-      if (age * 1000 > durationMs(maxArchiveAge)) problems.push(`the last archived WAL ${s.lastArchivedWal} is ${humanAge(age)} old (limit ${maxArchiveAge})`);
+      if (age * 1000 > durationMs(maxArchiveAge)) problems.push(`the last archived WAL ${s.lastArchivedWal} is ${formatDuration(age * 1000)} old (limit ${maxArchiveAge})`);
     } else if (!s.lastArchivedAt) {
       problems.push('no WAL segment has ever been archived');
     }

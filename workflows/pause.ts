@@ -16,7 +16,8 @@ import type { Duration } from '@temporalio/common';
 import { condition, defineQuery, defineUpdate, setHandler, workflowInfo } from '@temporalio/workflow';
 import { messages } from './activity-options';
 import { actorRefusal, SLACK_ACTION, type ActorPolicy, type ApprovalKind } from '../common/approvals';
-import { notify, rootMessage, type Runbook, type StepRecord } from './runbook';
+import { notify, type Runbook, type StepRecord } from './runbook';
+import { rootMessage } from '../common/errors';
 
 export type PauseChoice = 'retry' | 'abort' | 'keep' | 'rollBack';
 

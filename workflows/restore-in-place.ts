@@ -22,7 +22,7 @@
  */
 import { allHandlersFinished, ApplicationFailure, CancellationScope, condition, isCancellation, workflowInfo } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
-import type { RecoveryReport } from '../activities/restore';
+import type { RecoveryReport } from '../activities/recovery';
 import { restoreInPlaceInputSchema, type RestoreInPlaceInput } from '../common/inputs';
 import { pgTime, resolveRestoreTarget } from '../common/restore-target';
 import { runTag } from '../common/run-identity';
@@ -32,7 +32,8 @@ import { Pauses, type Pause } from './pause';
 import { postRestoreItems, preRestoreItems } from './restore-checklists';
 import { archiveNewTimeline, restoreRequestFor, runPostRestoreChecklist } from './restore-steps';
 import { lookups, onHost } from './activity-options';
-import { notify, rootMessage, Runbook, validInput } from './runbook';
+import { notify, Runbook, validInput } from './runbook';
+import { rootMessage } from '../common/errors';
 
 export interface RestoreInPlaceResult {
   cluster: string;

@@ -2,12 +2,13 @@
  * Steps the restore runbooks share (restoreToNewCluster, restoreInPlace, fullSiteRecovery): turning a
  * checked restore target into a pgBackRest restore request, and the post-restore checklist.
  */
-import type { RestoreRequest } from '../activities/restore';
+import type { RestoreRequest } from '../activities/restore-command';
 import type { CheckTarget } from '../activities/checks';
 import type { ResolvedTarget } from '../common/restore-target';
 import { Checklist, type ChecklistItemSpec } from './checklist';
 import { walArchiving, type onHost } from './activity-options';
-import { rootMessage, type Runbook } from './runbook';
+import { type Runbook } from './runbook';
+import { rootMessage } from '../common/errors';
 
 type Host = ReturnType<typeof onHost>;
 

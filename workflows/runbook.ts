@@ -16,6 +16,7 @@ import type { Notice, NoticeResult } from '../activities/notify';
 import { checkInput } from '../common/inputs';
 import type { ClusterSummary } from '../common/types';
 import type { z } from 'zod';
+import { rootMessage } from '../common/errors';
 
 /** Send a notice; resolves with where it went, never rejects. */
 export async function notify(n: Notice): Promise<NoticeResult> {
@@ -181,9 +182,3 @@ export class Runbook {
   }
 }
 
-/** The innermost message of a failure chain (ActivityFailure → ApplicationFailure). */
-export function rootMessage(err: Error): string {
-  let e: Error = err;
-  while ((e as { cause?: Error }).cause) e = (e as { cause?: Error }).cause as Error;
-  return e.message;
-}

@@ -23,9 +23,10 @@ import type { DrillInput, DrillTarget } from '../common/inputs';
 import { diskFullMessage, mayBeDiskFull, type DrillResult, type PreflightReport, type RpoMarker, type ValidationReport, type VerifyReport } from '../common/drill';
 import { drillInputSchema } from '../common/inputs';
 import { ANNOTATION, durationMs } from '../common/types';
-import type { RecoveryReport } from '../activities/restore';
+import type { RecoveryReport } from '../activities/recovery';
 import { forDrill, lookups, notifier } from './activity-options';
-import { Runbook, rootMessage, validInput, type StepRecord } from './runbook';
+import { Runbook, validInput, type StepRecord } from './runbook';
+import { rootMessage } from '../common/errors';
 
 /** A short, stable scratch folder name derived from the workflow id (FNV-1a, deterministic). */
 export function scratchNameFor(workflowId: string): string {
