@@ -17,7 +17,7 @@ export PGDR_LOG_FILE="${PGDR_LOG_FILE:-$ROOT/.pgdr/test-logs/$(date -u +%Y%m%dT%
 mkdir -p "$(dirname "$PGDR_LOG_FILE")"
 # Per-file wall times are printed after the summary (scripts/file-times-reporter.mjs).
 set +e
-node --test --test-concurrency="${PGDR_TEST_JOBS:-1}" \
+node --test --test-concurrency="${PGDR_TEST_JOBS:-2}" \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=./scripts/file-times-reporter.mjs --test-reporter-destination=stdout \
   "${files[@]}"
