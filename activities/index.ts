@@ -16,7 +16,7 @@ import { notifyActivities } from './notify';
 import { drillActivities } from './drill';
 import { restoreActivities } from './scratch';
 import { inPlaceActivities } from './restore-in-place';
-import { newClusterActivities } from './restore-new-cluster';
+import { newClusterActivities } from './restore-to-new-cluster';
 import { checkActivities } from './checks';
 import { healthActivities, policyActivities } from './health';
 import { approvalActivities } from './approval';

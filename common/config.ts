@@ -18,7 +18,8 @@ const identifier = z
   .string()
   .regex(/^[a-z][a-z0-9_-]{0,39}$/, 'lowercase letters, digits, "-" or "_", starting with a letter, at most 40 characters');
 
-const absolutePath = z.string().min(1, 'a path');
+/** A path; a relative one is resolved against the folder of the config file (validateConfig). */
+const filePath = z.string().min(1, 'a path');
 
 const repoSchema = z
   .object({
@@ -85,10 +86,10 @@ export const clusterSchema = z
     host: identifier,
     stanza: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'a pgBackRest stanza name'),
     /** Path of the pgBackRest configuration file for this stanza. */
-    pgbackrestConfig: absolutePath,
-    dataDir: absolutePath,
+    pgbackrestConfig: filePath,
+    dataDir: filePath,
     port: z.number().int().min(1).max(65535),
-    socketDir: absolutePath,
+    socketDir: filePath,
     /** The OS user that owns the data directory and runs PostgreSQL and pgBackRest. */
     osUser: z.string().default('postgres'),
     /** Database and role pgdr connects as (over the unix socket). */

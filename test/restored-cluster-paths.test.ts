@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync 
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { serverState } from '../activities/postgres';
-import { newClusterActivities } from '../activities/restore-new-cluster';
+import { newClusterActivities } from '../activities/restore-to-new-cluster';
 import type { RestoreToNewClusterResult } from '../workflows/restore-to-new-cluster';
 import type { LocalCluster } from '../worker/local-cluster';
 import { Harness } from './helpers/harness';

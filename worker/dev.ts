@@ -19,7 +19,7 @@ import { configYaml, initLocalCluster, loadDemoData, localCluster, startLocalClu
 import { devServersUsing, startTemporalDevServer, stopDevServersUsing } from './temporal-dev-server';
 import { createWorkerSet } from './worker';
 import { serverState } from '../activities/postgres';
-import { newClusterActivities } from '../activities/restore-new-cluster';
+import { newClusterActivities } from '../activities/restore-to-new-cluster';
 
 const env = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
 

@@ -37,7 +37,7 @@ import {
 } from '@temporalio/workflow';
 import type { FullSitePlan, TargetRecovery } from '../activities/full-site';
 import { durationMs } from '../common/approvals';
-import { drReportData, measuredRto, renderDrReport, replayReached, renderGanttSvg, type DrApproval, type DrFacts, type DrOutcome, type DrPause, type DrReportData } from '../common/dr-report';
+import { replayReached, type DrFacts, type DrOutcome, type DrPause } from '../common/dr-report';
 import { fullSiteRecoveryInputSchema, type FullSiteRecoveryInput } from '../common/inputs';
 import { resolveRestoreTarget, type ResolvedTarget } from '../common/restore-target';
 import { runTag, type RunIdentity } from '../common/run-identity';
@@ -47,6 +47,7 @@ import { AttendedSteps, Aborted } from './attended-steps';
 import type { ChecklistSnapshot } from './checklist';
 import { archiveNewTimeline, restoreRequestFor } from './restore-steps';
 import { Pauses } from './pause';
+import { DrRecord, type DrReportOutcome } from './dr-record';
 import { lookups, onTarget } from './activity-options';
 import { notify, Runbook, validInput, type StepRecord } from './runbook';
 import { rootMessage } from '../common/errors';
@@ -67,7 +68,7 @@ export interface FullSiteRecoveryResult {
   checklists: ChecklistSnapshot[];
   approvals: ReturnType<typeof approvalAudit>;
   pauses: DrPause[];
-  report: { markdown: string; svg: string; file?: string; svgFile?: string; host?: string; writeError?: string };
+  report: DrReportOutcome;
   error?: string;
 }
 
@@ -87,10 +88,6 @@ export function fullSiteScratchName(run: RunIdentity): string {
   return `pgdr-dr-${runTag(run).replace(/^dr-/, '')}`.slice(-80).replace(/^[^A-Za-z0-9]+/, '');
 }
 
-/** File name (without extension) of a run's report. */
-export function reportBaseName(workflowId: string): string {
-  return workflowId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 150);
-}
 
 
 const now = () => new Date().toISOString();
@@ -137,30 +134,12 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
   });
   const attended = new AttendedSteps(rb, pauses, { kind: 'fullSiteRecovery', requestedBy: req.requestedBy });
 
-  const reportData = (): DrReportData =>
-    drReportData(
-      facts,
-      {
-        steps: rb.steps.map((s) => ({ ...s })),
-        approvals: approvalAudit().map<DrApproval>((a) => ({
-          approvalId: a.approvalId,
-          status: a.status,
-          required: a.required,
-          requestedAt: a.requestedAt,
-          decidedAt: a.decidedAt,
-          votes: a.votes.map((v) => ({ by: v.by, decision: v.decision, via: v.via, at: v.at, comment: v.comment })),
-        })),
-        checklists: attended.lists.map((l) => l.snapshot()),
-        pauses: pauses.all.map((p) => ({ ...p })),
-      },
-      now(),
-    );
-  const markdown = () => renderDrReport(reportData(), { svgFile: `${reportBaseName(wf)}.svg (beside this file)` });
+  const record = new DrRecord(facts, rb, pauses, attended);
 
   setHandler(fullSiteStateQuery, () => ({ cluster: req.cluster, targetHost: req.targetHost, drill, outcome: facts.outcome, paused: pauses.current }), {
     description: 'Where the full-site recovery stands: paused (step, error, since) or not, and its outcome',
   });
-  setHandler(drReportQuery, markdown, { description: 'The DR report (Markdown) as of now' });
+  setHandler(drReportQuery, () => record.markdown(), { description: 'The DR report (Markdown) as of now' });
 
   // ================================ the runbook ================================
   let failure: unknown;
@@ -366,40 +345,8 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
         notes.push(`The drill's scratch copy on ${req.targetHost} could not be removed (${err instanceof Error ? rootMessage(err) : String(err)}): pgdr dr full-site cleanup is manual — stop it and delete ${plan.scratch?.dir}.`);
       }
     }
-    const data = reportData();
-    const svg = renderGanttSvg(data);
-    let md = markdown();
-    const report: FullSiteRecoveryResult['report'] = { markdown: md, svg };
-    try {
-      const w = await rb.step('Write the DR report', async () => {
-        try {
-          return await target.report.writeDrReport({ workflowId: wf, markdown: md, svg });
-        } catch {
-          // The target host's worker does not answer: keep the report where the workflow runs.
-          return await lookups.writeDrReport({ workflowId: wf, markdown: md, svg });
-        }
-      });
-      attended.noteLast(`${w.file} on ${w.host}`);
-      Object.assign(report, w);
-    } catch (err) {
-      report.writeError = err instanceof Error ? rootMessage(err) : String(err);
-    }
-    // The final markdown includes the report step itself.
-    md = markdown();
-    report.markdown = md;
-    const m = measuredRto(reportData());
-    await notify({
-      level: facts.outcome === 'recovered' || facts.outcome === 'drill-passed' ? 'success' : 'alert',
-      title: `${facts.outcome === 'recovered' ? 'RECOVERED' : facts.outcome === 'drill-passed' ? 'DR drill passed' : facts.outcome === 'aborted' ? 'ABORTED' : 'FAILED'}: ${drill ? 'DR drill' : 'full-site recovery'} of ${req.cluster} onto ${req.targetHost}`,
-      cluster: req.cluster,
-      runbook: 'fullSiteRecovery',
-      fields: {
-        'Measured RTO': `${m.measuredMs !== undefined ? formatDuration(m.measuredMs) : '—'} (target ${facts.rto.target}: rto.fullSite${m.exceeded ? ', EXCEEDED' : ''})`,
-        ...(report.file ? { Report: `${report.file} on ${report.host}` } : {}),
-      },
-      text: md.slice(0, 2800),
-      error: facts.error,
-    });
+    const report = await record.write(target.report);
+    const m = await record.announce(report);
     return {
       outcome: facts.outcome,
       workflowId: wf,

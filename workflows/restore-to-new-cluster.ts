@@ -12,7 +12,7 @@
 import { ApplicationFailure, CancellationScope, workflowInfo } from '@temporalio/workflow';
 import { restoreToNewClusterInputSchema, type RestoreToNewClusterInput } from '../common/inputs';
 import { resolveRestoreTarget } from '../common/restore-target';
-import type { NewClusterLayout } from '../activities/restore-new-cluster';
+import type { NewClusterLayout } from '../activities/restore-to-new-cluster';
 import type { RecoveryReport } from '../activities/recovery';
 import { Checklist, type ChecklistSnapshot } from './checklist';
 import { postRestoreItems, preRestoreItems } from './restore-checklists';

@@ -2,7 +2,7 @@
  * Runbook: start or stop a restored cluster (`pgdr clusters start|stop <name>`), on whichever host has it.
  */
 import { ApplicationFailure } from '@temporalio/workflow';
-import type { RestoredClusterRecord } from '../activities/restore-new-cluster';
+import type { RestoredClusterRecord } from '../activities/restore-to-new-cluster';
 import { dropRestoredClusterInputSchema } from '../common/inputs';
 import { lookups, restoredClustersOn } from './activity-options';
 import { Runbook, validInput } from './runbook';

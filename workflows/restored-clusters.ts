@@ -1,7 +1,7 @@
 /**
  * Runbook: which restored clusters exist (made by restoreToNewCluster), on every host.
  */
-import type { RestoredClusterRecord } from '../activities/restore-new-cluster';
+import type { RestoredClusterRecord } from '../activities/restore-to-new-cluster';
 import { lookups, restoredClustersOn } from './activity-options';
 import { Runbook } from './runbook';
 
