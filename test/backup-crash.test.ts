@@ -26,7 +26,7 @@ const workerEnv = () => ({ PGDR_HOOK_DIR: hooks, PGDR_PGBACKREST_BIN: join(PROJE
 
 type RawSet = { label: string; annotation?: Record<string, string> };
 const repoSets = async () => ((await pgbackrestJson(main, ['info'])) as { backup: RawSet[] }[])[0].backup;
-const strayBackups = () => processesMatching('pgbackrest', `--stanza=${main.stanza}`, ' backup');
+const strayBackups = () => processesMatching('pgbackrest', `--config=${main.pgbackrestConfig}`, `--stanza=${main.stanza}`, ' backup');
 /** Running (a zombie nobody reaped yet counts as gone: PID 1 here may be slow to reap orphans). */
 const alive = (pid: number) => {
   try {

@@ -225,12 +225,12 @@ describe('concurrency and cancellation', () => {
     // Enough data that a full backup with heavy compression takes well over the test's checks.
     await sql(main, "CREATE TABLE bulk AS SELECT g, md5(g::text) || md5((g * 7)::text) AS v FROM generate_series(1, 1500000) g");
     const handle = await h.start('backup', { cluster: 'main', type: 'full', annotations: { purpose: 'cancel-test' } });
-    await waitFor('pgbackrest backup to start', async () => (await processesMatching('pgbackrest', `--stanza=${main.stanza}`, ' backup')).length > 0, 30_000, 50);
+    await waitFor('pgbackrest backup to start', async () => (await processesMatching('pgbackrest', `--config=${main.pgbackrestConfig}`, `--stanza=${main.stanza}`, ' backup')).length > 0, 30_000, 50);
     await handle.cancel();
     await assert.rejects(handle.result(), (e: unknown) => e instanceof WorkflowFailedError);
     const left = await waitFor(
       'pgbackrest processes to be gone',
-      async () => ((await processesMatching('pgbackrest', `--stanza=${main.stanza}`, 'backup')).length === 0 ? 'gone' : undefined),
+      async () => ((await processesMatching('pgbackrest', `--config=${main.pgbackrestConfig}`, `--stanza=${main.stanza}`, 'backup')).length === 0 ? 'gone' : undefined),
       5_000,
       100,
     ).catch(() => 'still running');
