@@ -33,6 +33,7 @@ const TOKEN = 'I_UNDERSTAND_THIS_WILL_DELETE_DATABASE_DATA';
 const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
 
 /** A program on a pseudo-terminal (util-linux `script`): what it prints, and a way to type into it. */
+const terminals: Terminal[] = [];
 class Terminal {
   out = '';
   readonly p: ChildProcess;
@@ -42,6 +43,7 @@ class Terminal {
     this.p.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
     this.p.stderr!.on('data', (d: Buffer) => (this.out += d.toString()));
     this.exited = new Promise((r) => this.p.once('exit', (code) => r(code)));
+    terminals.push(this);
   }
   type(text: string) {
     this.p.stdin!.write(text);
@@ -67,12 +69,14 @@ async function pgdrJson<T = Record<string, unknown>>(args: string[]) {
 }
 
 /** Processes whose command line names this test's state folder (the stack and its leftovers). */
-function ourProcesses(): string[] {
+/** Processes named by this test's folder; with `started`, also every process this test started (PGDR_STATE_DIR in its environment). */
+function ourProcesses(started = false): string[] {
   const found: string[] = [];
   for (const pid of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
     try {
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
-      if (argv.includes(stateDir) && pid !== String(process.pid)) found.push(`${pid} ${argv}`);
+      const ours = argv.includes(stateDir) || (started && readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`PGDR_STATE_DIR=${stateDir}`));
+      if (ours && pid !== String(process.pid)) found.push(`${pid} ${argv}`);
     } catch {
       /* gone */
     }
@@ -95,9 +99,10 @@ before(async () => {
 
 after(async () => {
   // Whatever a failed test left: stop only what names this test's folder.
-  if (stack && stack.p.exitCode === null) stack.type('\x03');
-  await Promise.race([stack?.exited, new Promise((r) => setTimeout(r, 60_000))]);
-  for (const line of ourProcesses()) {
+  const running = terminals.filter((t) => t.p.exitCode === null);
+  for (const t of running) t.type('\x03');
+  await Promise.race([Promise.all(running.map((t) => t.exited)), new Promise((r) => setTimeout(r, 60_000))]);
+  for (const line of ourProcesses(true)) {
     try {
       process.kill(Number(line.split(' ')[0]), 'SIGKILL');
     } catch {

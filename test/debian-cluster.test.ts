@@ -146,6 +146,7 @@ async function driveFullSite(handle: WorkflowHandle): Promise<FullSiteRecoveryRe
 }
 
 before(async () => {
+  await dropLeftovers();
   await h.startTemporal();
   main = await createDebianCluster('main', DEB_MAIN, 'db1');
   await pgCtlCluster(DEB_MAIN, 'start');
@@ -170,12 +171,28 @@ before(async () => {
   await switchWalAndWaitArchived(main);
 });
 
+/** pg_dropcluster, then what it leaves: the test's own conf.d file (so the folder in /etc) and the log. */
+async function dropDebianCluster(deb: string): Promise<void> {
+  if (existsSync(join(confDir(deb), 'postgresql.conf'))) {
+    const r = await run('pg_dropcluster', [VERSION, deb, '--stop']);
+    if (r.exitCode !== 0) console.error(`pg_dropcluster ${deb}: ${r.stderr}`);
+  }
+  rmSync(confDir(deb), { recursive: true, force: true });
+  rmSync(`/var/log/postgresql/postgresql-${VERSION}-${deb}.log`, { force: true });
+}
+
+/** Clusters an earlier run of this file left behind (it was killed): pgdr_<pid>_… whose pid is gone. */
+async function dropLeftovers(): Promise<void> {
+  for (const name of existsSync(join('/etc/postgresql', VERSION)) ? readdirSync(join('/etc/postgresql', VERSION)) : []) {
+    const m = /^pgdr_(\d+)_(main|new)$/.exec(name);
+    if (m && !existsSync(`/proc/${m[1]}`)) await dropDebianCluster(name);
+  }
+}
+
 after(async () => {
   await h.stopWorkers().catch(() => undefined);
   for (const deb of created) {
-    const r = await run('pg_dropcluster', [VERSION, deb, '--stop']);
-    if (r.exitCode !== 0) console.error(`pg_dropcluster ${deb}: ${r.stderr}`);
-    rmSync(`/var/log/postgresql/postgresql-${VERSION}-${deb}.log`, { force: true });
+    await dropDebianCluster(deb);
   }
   await h.teardown();
 });
@@ -221,7 +238,10 @@ describe('a Debian cluster (control: pg_ctlcluster)', () => {
     const r = await h.execute<DrillResult>('verifyDrill', { cluster: 'main' });
     assert.equal(r.passed, true, JSON.stringify(r.failure));
     assert.deepEqual(r.validation?.rowCounts.map((x) => [x.table, x.database, x.restored, x.production]), [['orders', 'app', 100, 100]], 'the copy holds production\'s rows');
-    assert.deepEqual(readdirSync(join('/etc/postgresql', VERSION)).sort(), clustersBefore, 'no Debian cluster registered');
+    // Other test files running now may register their own fixtures (pgdr_<their pid>_…, pgdrdeploy…): not the drill's.
+    const fixtureOfAnotherFile = (n: string) => (/^pgdr_\d+_(main|new)$/.test(n) && !n.startsWith(`pgdr_${process.pid}_`)) || n.startsWith('pgdrdeploy');
+    const added = readdirSync(join('/etc/postgresql', VERSION)).filter((n) => !clustersBefore.includes(n) && !fixtureOfAnotherFile(n));
+    assert.deepEqual(added, [], 'no Debian cluster registered');
     assert.deepEqual(await processesMatching('postgres', '-D', scratchRoot), [], 'no scratch postmaster remains');
     await assertManagedTheDebianWay(DEB_MAIN, main, etc);
   });
