@@ -50,24 +50,34 @@ function createAllActivities(config: LoadedConfig) {
 
 type AllActivities = ReturnType<typeof createAllActivities>;
 
-/** The activities of the shared task queue. */
-const SHARED = [
+/**
+ * Shared-queue activities whose answer comes from the shared configuration: the worker checks its shared
+ * configuration against the published one before each (worker/shared-config-guard.ts). appendApprovalAudit and
+ * writeDrReport write where the answering worker's stateDir is (the audit goes to approvals.auditHost's queue,
+ * but runs recorded before that still schedule it here).
+ */
+export const CONFIG_DECISIONS = [
   'listHosts',
   'describeCluster',
   'clusterPolicy',
   'restoreSettings',
   'describeDrillRto',
   'fullSiteDefaults',
-  'notify',
   'approvalPolicy',
+  'appendApprovalAudit',
+  'writeDrReport',
+] as const satisfies readonly (keyof AllActivities)[];
+
+/** The activities of the shared task queue: the config decisions, notifications and Slack messages, the run's identity. */
+const SHARED = [
+  ...CONFIG_DECISIONS,
+  'notify',
   'postApprovalRequest',
   'remindApproval',
   'finishApprovalMessage',
   'postSignOffRequest',
   'demoAfterApproval',
   'whichRun',
-  'appendApprovalAudit',
-  'writeDrReport',
 ] as const satisfies readonly (keyof AllActivities)[];
 /** Shared activities that also run on a host's queue (see above). */
 const ON_BOTH = ['appendApprovalAudit', 'writeDrReport'] as const satisfies readonly (typeof SHARED)[number][];

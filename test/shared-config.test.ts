@@ -26,7 +26,8 @@ import type { ApprovalStateAnswer } from '../common/approvals';
 import { configYaml, type LocalCluster } from '../worker/local-cluster';
 import { sharedConfigWorkflowId, type PublishedSharedConfig } from '../workflows/shared-config';
 import { run } from '../activities/process';
-import { CHECK_CACHE_MS, CONFIG_DECISIONS } from '../worker/shared-config-guard';
+import { CONFIG_DECISIONS } from '../activities';
+import { CHECK_CACHE_MS } from '../worker/shared-config-guard';
 import { Harness, pgbackrestJson, stopWorkerProcess, waitFor } from './helpers/harness';
 
 const h = new Harness('shared-config');

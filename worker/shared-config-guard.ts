@@ -19,28 +19,12 @@ import type { ActivityInterceptorsFactory } from '@temporalio/worker';
 import type { LoadedConfig } from '../common/config';
 import { log } from '../common/log';
 import { fingerprintOf, mismatchMessage, readPublished, sharedDifferences, sharedPart, sharedRecord, startPublished, whoAmI, type SharedConfig } from '../common/shared-config';
-import type { SharedActivities } from '../activities';
+import { CONFIG_DECISIONS } from '../activities';
 import type { PublishedSharedConfig } from '../workflows/shared-config';
 
 /** Failure type of an activity answered by a worker whose shared configuration is not the published one. */
 export const SHARED_CONFIG_MISMATCH = 'SharedConfigMismatch';
 
-/**
- * Shared-queue activities whose answer comes from the shared configuration: checked before each run.
- * (appendApprovalAudit and writeDrReport write where the answering worker's stateDir is; the audit goes to
- * approvals.auditHost's queue, but runs recorded before that still schedule it here.)
- */
-export const CONFIG_DECISIONS: readonly (keyof SharedActivities)[] = [
-  'listHosts',
-  'describeCluster',
-  'clusterPolicy',
-  'restoreSettings',
-  'describeDrillRto',
-  'fullSiteDefaults',
-  'approvalPolicy',
-  'appendApprovalAudit',
-  'writeDrReport',
-];
 
 /** How long a read of the published fingerprint is reused. */
 export const CHECK_CACHE_MS = 5_000;
