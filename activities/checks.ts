@@ -16,6 +16,7 @@ import { run } from './process';
 import { slackTarget, workflowUrl } from '../common/slack';
 import { stopPoint } from './stop-points';
 import { quoteQualified } from '../common/sql';
+import { checkMigrations } from './tables';
 
 /** Where restoreToNewCluster puts new clusters on this host: restore.newClusterDir, else <stateDir>/restored. */
 export function newClusterDirOf(config: LoadedConfig, c: ClusterConfig): string {
@@ -44,6 +45,8 @@ export interface RestoreSettings {
   preChecklistTimeout: string;
   postChecklistTimeout: string;
   pauseTimeout: string;
+  /** restore.newTimelineArchiveWait (absent in runs recorded before it existed: 60s). */
+  newTimelineArchiveWait?: string;
 }
 
 export function checkActivities({ config }: ActivityDeps) {
@@ -85,6 +88,7 @@ export function checkActivities({ config }: ActivityDeps) {
         preChecklistTimeout: c.restore.preChecklistTimeout,
         postChecklistTimeout: c.restore.postChecklistTimeout,
         pauseTimeout: c.restore.pauseTimeout,
+        newTimelineArchiveWait: c.restore.newTimelineArchiveWait,
       };
     },
 
@@ -126,16 +130,7 @@ export function checkActivities({ config }: ActivityDeps) {
         case 'migrations': {
           const table = c.drill.migrationsTable;
           if (!table) return { ok: true, note: 'no migrations table configured' };
-          const dbs = (await query<{ datname: string }>(t, 'SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate')).map((r) => r.datname);
-          for (const db of dbs) {
-            const exists = await query<{ ok: boolean }>(t, 'SELECT to_regclass($1) IS NOT NULL AS ok', [table], db).catch(() => [{ ok: false }]);
-            if (!exists[0].ok) continue;
-            const rows = await query<{ migration_name: string }>(t, `SELECT migration_name FROM ${quoteQualified(table)} ORDER BY started_at DESC LIMIT 10`, [], db);
-            return rows.length
-              ? { ok: true, note: `newest in ${db}.${table}: ${rows.map((r) => r.migration_name).slice(0, 3).join(', ')}` }
-              : { ok: false, note: `${db}.${table} is empty` };
-          }
-          return { ok: false, note: `${table} not found in any database` };
+          return checkMigrations(t, table).catch((e: Error) => ({ ok: false, note: e.message }));
         }
         default: {
           const item = [...c.restore.postChecklist.add, ...c.restore.preChecklist.add, ...c.applications].find((i) => i.id === input.item);

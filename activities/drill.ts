@@ -24,8 +24,9 @@ import { restoredTarget } from './recovery';
 import { scratchLayout, scratchRoot } from './scratch';
 import { stopPoint } from './stop-points';
 import { recordDrillResult } from './metrics';
-import { quoteIdent, quoteLiteral, quoteQualified } from '../common/sql';
+import { quoteIdent, quoteLiteral } from '../common/sql';
 import { freeBytes } from './disk';
+import { checkMigrations, databases, locateTables, type TableLocation } from './tables';
 
 // ---------------------------------------------------------------------------------------------------------
 // pgbackrest verify
@@ -35,52 +36,6 @@ export { parseVerifyOutput };
 
 // ---------------------------------------------------------------------------------------------------------
 // Tables: where each configured table lives on production.
-
-interface TableLocation {
-  table: string;
-  database: string;
-  /** A quoted identifier usable in SQL. */
-  sql: string;
-}
-
-
-async function databases(c: ClusterConfig): Promise<string[]> {
-  const rows = await query<{ datname: string }>(c, 'SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname');
-  return rows.map((r) => r.datname);
-}
-
-/**
- * "db:table" names a database explicitly; a bare name is looked up in the cluster's database first, then in
- * the other databases (it must exist in exactly one).
- */
-async function locateTables(c: ClusterConfig, names: string[]): Promise<TableLocation[]> {
-  if (!names.length) return [];
-  const dbs = await databases(c);
-  const out: TableLocation[] = [];
-  for (const name of names) {
-    const i = name.indexOf(':');
-    if (i > 0) {
-      out.push({ table: name, database: name.slice(0, i), sql: quoteQualified(name.slice(i + 1)) });
-      continue;
-    }
-    const found: string[] = [];
-    for (const db of [c.database, ...dbs.filter((d) => d !== c.database)]) {
-      const [r] = await query<{ ok: boolean }>(c, 'SELECT to_regclass($1) IS NOT NULL AS ok', [quoteQualified(name)], db).catch(() => [{ ok: false }]);
-      if (r.ok) {
-        found.push(db);
-        if (db === c.database) break;
-      }
-    }
-    if (!found.length) {
-      throw ApplicationFailure.nonRetryable(`drill table "${name}" does not exist on production (searched databases ${dbs.join(', ')})`, FAILURE.badInput);
-    }
-    if (found.length > 1 && found[0] !== c.database) {
-      throw ApplicationFailure.nonRetryable(`drill table "${name}" exists in databases ${found.join(', ')}: write it as "<database>:${name}"`, FAILURE.badInput);
-    }
-    out.push({ table: name, database: found[0], sql: quoteQualified(name) });
-  }
-  return out;
-}
 
 async function countRows(t: PgTarget, tables: TableLocation[]): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
@@ -258,7 +213,7 @@ export function drillActivities({ config }: ActivityDeps) {
       await query(c, `CREATE SCHEMA IF NOT EXISTS pgdr; CREATE TABLE IF NOT EXISTS ${MARKER_TABLE} (id bigserial PRIMARY KEY, drill text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
       const [before] = await query<{ id: string; at: Date }>(c, `INSERT INTO ${MARKER_TABLE} (drill) VALUES ($1) RETURNING id, at`, [`${input.drill}:before`]);
       await sleep(20);
-      const { at, counts } = await countAtTarget(c, await locateTables(c, c.drill.tables));
+      const { at, counts } = await countAtTarget(c, await locateTables(c, c.drill.tables, 'production'));
       await sleep(20);
       const [after] = await query<{ id: string; at: Date }>(c, `INSERT INTO ${MARKER_TABLE} (drill) VALUES ($1) RETURNING id, at`, [`${input.drill}:after`]);
       const [w] = await query<{ f: string }>(c, 'SELECT pg_walfile_name(pg_current_wal_insert_lsn()) AS f');
@@ -379,7 +334,7 @@ export function drillActivities({ config }: ActivityDeps) {
 
       const rowCounts: ValidationReport['rowCounts'] = [];
       if (c.drill.tables.length) {
-        const tables = await locateTables(c, c.drill.tables);
+        const tables = await locateTables(c, c.drill.tables, 'production');
         const prod = input.exactCounts ?? (await countRows(c, tables));
         const exact = Boolean(input.exactCounts);
         for (const tl of tables) {
@@ -436,18 +391,8 @@ export function drillActivities({ config }: ActivityDeps) {
       if (c.drill.migrationsTable) {
         const name = c.drill.migrationsTable;
         await check(`Migrations in ${name}`, async () => {
-          const [tl] = await locateTables(c, [name]);
-          const cols = await query<{ column_name: string }>(c, "SELECT column_name FROM information_schema.columns WHERE table_name = $1", [tl.sql.split('.').pop()!.replace(/"/g, '')], tl.database);
-          const hasStarted = cols.some((x) => x.column_name === 'started_at');
-          const where = hasStarted && input.pointInTime ? ' WHERE started_at <= $1' : '';
-          const params = where ? [input.pointInTime] : [];
-          const expected = await query<{ r: string }>(c, `SELECT t::text AS r FROM ${tl.sql} t${where}`, params, tl.database);
-          const restored = new Set((await query<{ r: string }>(copy, `SELECT t::text AS r FROM ${tl.sql} t`, [], tl.database)).map((x) => x.r));
-          const missing = expected.filter((x) => !restored.has(x.r));
-          return {
-            ok: missing.length === 0 && (expected.length === 0 || restored.size > 0),
-            detail: missing.length ? `${missing.length} migration row(s) missing, e.g. ${missing[0].r}` : `${restored.size} migration rows; all ${expected.length} expected present`,
-          };
+          const r = await checkMigrations(copy, name, { source: c, upTo: input.pointInTime });
+          return { ok: r.ok, detail: r.note };
         });
       }
 

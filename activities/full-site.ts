@@ -57,6 +57,8 @@ export interface FullSitePlan {
   backupTimeout: string;
   /** worker.heartbeatTimeout of the target host's worker. */
   heartbeatTimeout: string;
+  /** restore.newTimelineArchiveWait (absent in runs recorded before it existed: 60s). */
+  newTimelineArchiveWait?: string;
   scratch?: ScratchLayout;
 }
 
@@ -161,6 +163,7 @@ export function fullSiteActivities({ config }: ActivityDeps) {
         pauseTimeout: c.fullSite.pauseTimeout,
         backupTimeout: c.backup.timeout,
         heartbeatTimeout: config.worker.heartbeatTimeout,
+        newTimelineArchiveWait: c.restore.newTimelineArchiveWait,
         scratch: input.drill ? fullSiteScratch(c, input.scratch).layout : undefined,
       };
     },

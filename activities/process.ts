@@ -64,6 +64,20 @@ export function killProcessGroup(pid: number, graceMs = 5000): void {
   t.unref();
 }
 
+/** Wait until no process of the group is left (after killProcessGroup: its SIGKILL comes after the grace period). */
+async function processGroupGone(pgid: number, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      process.kill(-pgid, 0);
+    } catch {
+      return true;
+    }
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Run a command; never throws for a non-zero exit (callers map exit codes), throws only if it cannot start. */
 export async function run(file: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   const [cmd, argv] = asUser(opts.user, file, args);
@@ -108,7 +122,10 @@ export async function run(file: string, args: string[], opts: RunOptions = {}): 
     const result = await child;
     await streams;
     if (cancelled) {
-      throw new CancelledFailure(`cancelled: ${file} (process group ${child.pid}) was killed`);
+      // The command's own exit is not enough: its workers (pgBackRest's local processes) may still be
+      // exiting. The cancellation is reported once the whole group is gone.
+      const gone = child.pid ? await processGroupGone(child.pid) : true;
+      throw new CancelledFailure(`cancelled: ${file} (process group ${child.pid}) was killed${gone ? '' : ', but some of its processes were still running 10 s later'}`);
     }
     return {
       command: [file, ...args].join(' '),

@@ -14,7 +14,7 @@ import { pickFreePort } from '../common/net';
 import { makeOwnedDir } from '../common/os-user';
 import { FAILURE, secretEnv } from './pgbackrest';
 import { logTail, postmasterAlive, postmasterPid, processAlive, query, serverLogFile, startPostmaster, stopServer, type PgTarget } from './postgres';
-import { killStrayRestores } from './stray-pgbackrest';
+import { killStrayPgBackRest, killStrayRestores } from './stray-pgbackrest';
 
 export interface InstanceOverrides {
   port: number;
@@ -224,7 +224,9 @@ export async function stopRestoredCopy(c: ClusterConfig, dataDir: string): Promi
     }
     postmasterStopped = true;
   }
-  return { postmasterStopped, straysKilled };
+  // A WAL fetch the copy's recovery started (restore_command) outlives an immediate shutdown for a moment.
+  const fetches = await killStrayPgBackRest('archive-get', [`--pg1-path=${dataDir}`]);
+  return { postmasterStopped, straysKilled: straysKilled + fetches };
 }
 
 /** Refuses a directory that is (or holds) a configured cluster's data directory: pgdr stops and deletes only copies. */

@@ -24,8 +24,14 @@
  * (scheduledAt, takenAt: every action of the window); for a sample, from the workflow history: due →
  * WorkflowExecutionStarted, due → first WorkflowTaskStarted (the worker picked it up), due → closed.
  *
+ * Server (PGDR_BENCH_SCALE_SERVER): `dev` (default), the `temporal server start-dev` the README starts
+ * (SQLite in memory, one history shard); or `sql`, the production-shaped server of the tests
+ * (test/helpers/temporal-server.ts: go.temporal.io/server on PostgreSQL, 4 shards, mTLS), to tell what the
+ * worker costs from what the dev server's single SQLite writer costs.
+ *
  * Knobs (environment): PGDR_BENCH_SCALE_CLUSTERS (default "20,200"), PGDR_BENCH_SCALE_MINUTES (firing
- * minutes per fleet, default "3,10"), PGDR_BENCH_SCALE_EVERY (default 5m), PGDR_BENCH_APPROVALS_PER_CLUSTER
+ * minutes per fleet, default "10,10"; a window shorter than the interval fires a part of the fleet only),
+ * PGDR_BENCH_SCALE_EVERY (default 5m), PGDR_BENCH_APPROVALS_PER_CLUSTER
  * (default 5: 1,000 pending at 200), PGDR_BENCH_APPROVAL_SAMPLES (default 150), PGDR_BENCH_HISTORY_SAMPLES
  * (default 300), PGDR_BENCH_WORKER (JSON merged into the config's `worker:` section, e.g.
  * '{"maxCachedWorkflows":1500}').
@@ -39,12 +45,14 @@ import { APPROVAL_STATE_QUERY, APPROVE_UPDATE, type ApprovalStateAnswer } from '
 import { loadConfig, type LoadedConfig } from '../common/config';
 import { configYaml, type LocalCluster } from '../worker/local-cluster';
 import { Harness, startWorkerProcess, stopWorkerProcess, waitFor } from '../test/helpers/harness';
+import { startTemporalServer, TEMPORAL_SERVER_VERSION } from '../test/helpers/temporal-server';
 import { runBench } from './helpers/cluster';
 import { pct, pool, procSample, ProcSampler, table, type ProcStats } from './helpers/stats';
 
 const list = (v: string | undefined, d: string) => (v ?? d).split(',').map((x) => Number(x.trim()));
 const SIZES = list(process.env.PGDR_BENCH_SCALE_CLUSTERS, '20,200');
-const MINUTES = list(process.env.PGDR_BENCH_SCALE_MINUTES, '3,10');
+const MINUTES = list(process.env.PGDR_BENCH_SCALE_MINUTES, '10,10');
+const SERVER = process.env.PGDR_BENCH_SCALE_SERVER === 'sql' ? 'sql' : 'dev';
 // Every 2 minutes (1,400 schedules → ~12 starts/s) overloads the dev server on 2 cores (in-memory SQLite,
 // one shard: DescribeSchedule and workflow updates time out): 5 minutes by default.
 const EVERY = process.env.PGDR_BENCH_SCALE_EVERY ?? '5m';
@@ -95,7 +103,38 @@ async function retried<T>(fn: () => Promise<T>): Promise<T | undefined> {
 }
 const tsMs = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => (t ? Number(t.seconds ?? 0) * 1000 + (t.nanos ?? 0) / 1e6 : NaN);
 
-function fleetConfig(h: Harness, real: LocalCluster[], n: number, dir: string): { file: string; config: LoadedConfig } {
+/** Where the benchmark's Temporal is: the address and, for the `sql` server, the mTLS client side. */
+interface BenchTemporal {
+  client: Client;
+  temporal: Record<string, unknown>;
+  stop(): Promise<void>;
+}
+
+async function startBenchTemporal(h: Harness): Promise<BenchTemporal> {
+  if (SERVER === 'dev') {
+    await h.startTemporal();
+    return { client: h.client, temporal: { address: h.env.connection.options.address, namespace: 'default' }, stop: async () => undefined };
+  }
+  const ts = await startTemporalServer({ dir: join(h.root, 'temporal') });
+  console.log(`  Temporal: go.temporal.io/server ${TEMPORAL_SERVER_VERSION} on PostgreSQL 15, mTLS, ready in ${ts.timings.total} ms`);
+  return { client: await ts.client(), temporal: { address: ts.address, namespace: ts.namespace, tls: ts.tls }, stop: () => ts.stop() };
+}
+
+function writeBenchConfig(t: BenchTemporal, file: string, clusters: Record<string, unknown>[], taskQueue: string, stateDir: string, worker: Record<string, unknown>): LoadedConfig {
+  writeFileSync(
+    file,
+    configYaml({
+      clusters,
+      temporalAddress: String(t.temporal.address),
+      taskQueue,
+      stateDir,
+      extra: { temporal: { uiUrl: 'http://127.0.0.1:8233', ...t.temporal, taskQueue }, worker: { metricsPort: 0, ...worker } },
+    }),
+  );
+  return loadConfig(file);
+}
+
+function fleetConfig(t: BenchTemporal, real: LocalCluster[], n: number, dir: string): { file: string; config: LoadedConfig } {
   const spec = { every: EVERY, jitter: EVERY };
   // Fresh objects per cluster (shared ones would become YAML aliases, which loadConfig limits).
   const clusters = Array.from({ length: n }, (_, i) => structuredClone({
@@ -106,17 +145,7 @@ function fleetConfig(h: Harness, real: LocalCluster[], n: number, dir: string): 
     health: { maxAgeFull: '7d', maxAgeDiff: '7d', maxAgeIncr: '7d', maxArchiveAge: '7d' },
   }));
   const file = join(dir, 'pgdr.yaml');
-  writeFileSync(
-    file,
-    configYaml({
-      clusters,
-      temporalAddress: h.env.connection.options.address,
-      taskQueue: `pgdr-scale-${n}`,
-      stateDir: join(dir, 'state'),
-      extra: { worker: { metricsPort: 0, ...WORKER_OPTIONS } },
-    }),
-  );
-  return { file, config: loadConfig(file) };
+  return { file, config: writeBenchConfig(t, file, clusters, `pgdr-scale-${n}`, join(dir, 'state'), WORKER_OPTIONS) };
 }
 
 /** The schedule as pgdr builds it, with the stand-in workflow for the kinds that cannot really run here. */
@@ -144,13 +173,13 @@ async function harvest(client: Client, desired: DesiredSchedule[], into: Map<str
   return { skipped, missed };
 }
 
-async function phase(h: Harness, real: LocalCluster[], bundle: string, n: number, minutes: number): Promise<PhaseResult> {
+async function phase(h: Harness, t: BenchTemporal, real: LocalCluster[], bundle: string, n: number, minutes: number): Promise<PhaseResult> {
   const t0 = Date.now();
   rpcGaveUp = 0;
   const dir = join(h.root, `fleet-${n}`);
   mkdirSync(dir, { recursive: true });
-  const { file, config } = fleetConfig(h, real, n, dir);
-  const client = h.client;
+  const { file, config } = fleetConfig(t, real, n, dir);
+  const client = t.client;
   const queue = config.temporal.taskQueue;
   const worker: ChildProcess = await startWorkerProcess(file, { PGDR_WORKFLOW_BUNDLE: bundle, PGDR_LOG_LEVEL: process.env.PGDR_BENCH_WORKER_LOG_LEVEL ?? 'error' });
   const idleSampler = new ProcSampler(worker.pid!).start();
@@ -300,27 +329,37 @@ function report(rs: PhaseResult[]): void {
 
 async function main() {
   const h = new Harness('bench-scale');
+  let t: BenchTemporal | undefined;
   try {
     console.log(`scale: fleets of ${SIZES.join(' and ')} clusters, firing ${MINUTES.join(' and ')} min, every ${EVERY} with jitter ${EVERY}, ${APPROVALS_PER_CLUSTER} pending approvals per cluster`);
     console.log(`  each cluster is an alias of one of ${REAL_CLUSTERS} real PostgreSQL 15 clusters (pgBackRest stanza, one full backup), all on host "bench"`);
     console.log('  schedules: freshness → backupFreshness (real); full, diff, incr, expire, drill, archiveHealth → backupStatus (pgbackrest info) as a stand-in');
     console.log(`  worker: one child process (test/helpers/worker-process.js), options ${JSON.stringify({ maxCachedWorkflows: 200, maxConcurrentActivities: 20, stickyQueueTimeout: '10s', ...WORKER_OPTIONS })}`);
-    await h.startTemporal();
+    console.log(`  Temporal: ${SERVER === 'dev' ? 'temporal server start-dev (SQLite in memory)' : 'the production-shaped server of the tests'}`);
+    t = await startBenchTemporal(h);
     const real: LocalCluster[] = [];
     for (let i = 1; i <= REAL_CLUSTERS; i++) real.push(await h.addCluster({ name: `real${i}` }));
-    h.writeConfig();
-    await h.startWorker();
-    for (const c of real) {
-      await h.execute('setupStanza', { cluster: c.name });
-      await h.execute('backup', { cluster: c.name, type: 'full' });
-    }
-    await h.stopWorkers();
     const bundle = await h.workflowBundleFile();
+    // Stanzas and a full backup of the real clusters, by a worker of their own.
+    const setupFile = join(h.root, 'setup.yaml');
+    const setupConfig = writeBenchConfig(t, setupFile, real.map((c) => c.configEntry), 'pgdr-scale-setup', join(h.root, 'setup-state'), {});
+    const setupWorker = await startWorkerProcess(setupFile, { PGDR_WORKFLOW_BUNDLE: bundle });
+    try {
+      for (const c of real) {
+        for (const [wf, input] of [['setupStanza', { cluster: c.name }], ['backup', { cluster: c.name, type: 'full' }]] as const) {
+          await t.client.workflow.execute(wf, { taskQueue: setupConfig.temporal.taskQueue, workflowId: `scale-setup-${wf}-${c.name}-${Date.now()}`, args: [input] });
+        }
+      }
+    } finally {
+      await stopWorkerProcess(setupWorker);
+    }
     const results: PhaseResult[] = [];
-    for (let i = 0; i < SIZES.length; i++) results.push(await phase(h, real, bundle, SIZES[i], MINUTES[i] ?? MINUTES[MINUTES.length - 1]));
+    for (let i = 0; i < SIZES.length; i++) results.push(await phase(h, t, real, bundle, SIZES[i], MINUTES[i] ?? MINUTES[MINUTES.length - 1]));
     console.log('');
+    console.log(`Temporal: ${SERVER === 'dev' ? 'dev server' : 'production-shaped server (PostgreSQL, 4 shards, mTLS)'}`);
     report(results);
   } finally {
+    await t?.stop();
     await h.teardown();
   }
 }

@@ -221,6 +221,11 @@ export const clusterSchema = z
         postChecklistTimeout: durationSchema.default('2h'),
         /** How long a restore that passed its point of no return waits for a person's retry / keep / roll back. */
         pauseTimeout: durationSchema.default('24h'),
+        /**
+         * After a promotion, how long the runbook waits for the new timeline's first WAL segment to reach the
+         * repository before it reports archiving as broken (a warning; the restore is kept).
+         */
+        newTimelineArchiveWait: durationSchema.default('60s'),
       })
       .strict()
       .default({}),

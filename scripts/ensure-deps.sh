@@ -90,8 +90,12 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 
 # 4. Compile ----------------------------------------------------------------------------------------
-if [ ! -f dist/.built ] || [ -n "$(find common activities workflows worker client test bench tsconfig.json package.json -newer dist/.built -name '*.ts' -o -newer dist/.built -name '*.json' 2>/dev/null | head -1)" ]; then
+# Rebuilt from scratch when a source is newer than the last build or a source was added or removed (a
+# deleted test must not live on in dist/ and run again).
+sources="$(find common activities workflows worker client test bench -name '*.ts' 2>/dev/null | sort | sha1sum | cut -c1-40)"
+if [ ! -f dist/.built ] || [ "$(cat dist/.built)" != "$sources" ] || [ -n "$(find common activities workflows worker client test bench tsconfig.json package.json -newer dist/.built -name '*.ts' -o -newer dist/.built -name '*.json' 2>/dev/null | head -1)" ]; then
   say "compiling TypeScript"
+  rm -rf dist
   npx --no-install tsc -p tsconfig.json
-  touch dist/.built
+  echo "$sources" > dist/.built
 fi

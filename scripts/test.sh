@@ -9,7 +9,21 @@ files=()
 if [ $# -gt 0 ]; then
   for name in "$@"; do files+=(dist/test/"${name%.test.ts}".test.js); done
 else
-  files=(dist/test/*.test.js)
+  # Slowest files first, so that the long ones do not start last and leave the other slots idle: ordered
+  # by the wall times of the last whole run (.pgdr/test-logs/*.times), else by this list; files in neither
+  # go first.
+  SLOW_FIRST="safety-in-place-kill cli-oncall safety-in-place-cancel drill multi-host restore safety-runbooks full-site health debian-cluster safety-in-place-reset restore-reflink backup backup-crash shared-config deploy approval production-temporal restore-precision restored-cluster-paths"
+  mapfile -t all < <(cd dist/test && ls *.test.js | sed 's/\.test\.js$//')
+  last_times="$(ls -t "$ROOT"/.pgdr/test-logs/*.times 2>/dev/null | while read -r f; do [ "$(wc -l <"$f")" -ge $(( ${#all[@]} * 4 / 5 )) ] && echo "$f" && break; done || true)"
+  if [ -n "$last_times" ]; then order="$(sort -rn "$last_times" | cut -f2 | sed 's/\.test\.ts$//')"; else order="$(tr ' ' '\n' <<<"$SLOW_FIRST")"; fi
+  files=()
+  for name in "${all[@]}"; do grep -qxF "$name" <<<"$order" || files+=(dist/test/"$name".test.js); done
+  while read -r name; do [ -n "$name" ] && [ -f dist/test/"$name".test.js ] && files+=(dist/test/"$name".test.js); done <<<"$order"
+fi
+# The workflow bundle, built once for the whole run (each test file and worker process loads it).
+export PGDR_TEST_WORKFLOW_BUNDLE="$ROOT/dist/test/workflow-bundle.js"
+if [ ! -f "$PGDR_TEST_WORKFLOW_BUNDLE" ] || [ dist/.built -nt "$PGDR_TEST_WORKFLOW_BUNDLE" ]; then
+  node dist/test/helpers/build-bundle.js "$PGDR_TEST_WORKFLOW_BUNDLE"
 fi
 export PGDR_LOG_LEVEL="${PGDR_LOG_LEVEL:-warn}"   # workers log through pino; warnings and errors only
 # The workers' expected warnings (a test kills a worker on purpose, …) go to one file, not into the test output.
@@ -18,12 +32,17 @@ mkdir -p "$(dirname "$PGDR_LOG_FILE")"
 # Each file's wall time (scripts/file-clock.cjs, preloaded into every test process) is printed after the summary.
 export PGDR_TEST_TIMES="${PGDR_LOG_FILE%.log}.times"
 : > "$PGDR_TEST_TIMES"
+cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; }   # busy, idle (all cores)
+read -r busy0 idle0 < <(cpu_ticks); t0=$(date +%s.%N)
 set +e
 node --require ./scripts/file-clock.cjs --test --test-concurrency="${PGDR_TEST_JOBS:-2}" --test-reporter=spec "${files[@]}"
 status=$?
 set -e
+read -r busy1 idle1 < <(cpu_ticks); t1=$(date +%s.%N)
 printf '\nper-file wall times (%s files at a time; slowest first):\n' "${PGDR_TEST_JOBS:-2}"
 sort -rn "$PGDR_TEST_TIMES" | awk -F'\t' '{ printf "  %7.1f s  %s%s\n", $1, $2, ($3 == 0 ? "" : "  (exit " $3 ")"); sum += $1 } END { printf "  %7.1f s  sum of files\n", sum }'
+awk -v b="$((busy1 - busy0))" -v i="$((idle1 - idle0))" -v t0="$t0" -v t1="$t1" -v n="$(nproc)" -v hz="$(getconf CLK_TCK)" \
+  'BEGIN { w = t1 - t0; printf "wall %.0f s on %d cores; the machine was busy %.0f%% of that (%.0f core-seconds: tests, servers, PostgreSQL, pgBackRest and anything else running)\n", w, n, 100 * b / (b + i), b / hz }'
 if [ -f "$PGDR_LOG_FILE" ]; then
   printf 'worker logs: %s (%s warnings, %s errors)\n' "$PGDR_LOG_FILE" "$(grep -c '"level":40' "$PGDR_LOG_FILE" || true)" "$(grep -c '"level":5[0-9]' "$PGDR_LOG_FILE" || true)"
 fi

@@ -15,6 +15,7 @@ import type { BackupResult } from '../common/types';
 import { type LocalCluster } from '../worker/local-cluster';
 import { makeOwnedDir } from '../common/os-user';
 import { Harness, pgbackrestJson, processesMatching, startWorkerProcess, stopWorkerProcess, waitFor } from './helpers/harness';
+import { CRASH_TEST_WORKER } from './helpers/invariants';
 
 const h = new Harness('backup-crash');
 let main: LocalCluster;
@@ -41,7 +42,7 @@ before(async () => {
   await h.startTemporal();
   main = await h.addCluster({ name: 'main' });
   makeOwnedDir(hooks, main.osUser, 0o755); // the hook runs as the cluster's OS user
-  h.writeConfig();
+  h.writeConfig({ worker: CRASH_TEST_WORKER });
   worker = await startWorkerProcess(h.configFile, workerEnv());
   await h.execute('setupStanza', { cluster: 'main' });
 });

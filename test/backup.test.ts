@@ -228,9 +228,11 @@ describe('concurrency and cancellation', () => {
     await waitFor('pgbackrest backup to start', async () => (await processesMatching('pgbackrest', `--config=${main.pgbackrestConfig}`, `--stanza=${main.stanza}`, ' backup')).length > 0, 30_000, 50);
     await handle.cancel();
     await assert.rejects(handle.result(), (e: unknown) => e instanceof WorkflowFailedError);
+    // ' backup' (the command and its backup:local workers), not archive-push: this file's folder is named
+    // pgdr-test-backup-*, so every pgBackRest process of the cluster has "backup" in its --config.
     const left = await waitFor(
       'pgbackrest processes to be gone',
-      async () => ((await processesMatching('pgbackrest', `--config=${main.pgbackrestConfig}`, `--stanza=${main.stanza}`, 'backup')).length === 0 ? 'gone' : undefined),
+      async () => ((await processesMatching('pgbackrest', `--config=${main.pgbackrestConfig}`, `--stanza=${main.stanza}`, ' backup')).length === 0 ? 'gone' : undefined),
       5_000,
       100,
     ).catch(() => 'still running');

@@ -17,6 +17,7 @@ import type { DrillResult } from '../common/drill';
 import { configYaml, type LocalCluster } from '../worker/local-cluster';
 import { scratchNameFor } from '../workflows/verify-drill';
 import { Harness, pgbackrestJson, processesMatching, sql, startWorkerProcess, stopWorkerProcess, waitFor } from './helpers/harness';
+import { CRASH_TEST_WORKER } from './helpers/invariants';
 
 const h = new Harness('drill');
 let main: LocalCluster;
@@ -60,7 +61,9 @@ async function noScratchLeft(): Promise<void> {
   const left = existsSync(scratchRoot) ? readdirSync(scratchRoot).filter((n) => n.startsWith('pgdr-drill-')) : [];
   assert.deepEqual(left, [], 'no scratch folder remains');
   assert.deepEqual(await processesMatching('postgres', '-D', scratchRoot), [], 'no scratch postmaster remains');
-  assert.deepEqual(await processesMatching('pgbackrest', scratchRoot), [], 'no pgbackrest process on the scratch folder remains');
+  const pgbackrest = await processesMatching('pgbackrest', scratchRoot);
+  const what = pgbackrest.map((pid) => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '); } catch { return `${pid} (gone)`; } });
+  assert.deepEqual(what, [], 'no pgbackrest process on the scratch folder remains');
 }
 
 before(async () => {
@@ -354,7 +357,7 @@ describe('worker crash', () => {
         clusters: [{ ...main.configEntry, host: 'killhost', backup: { processMax: 1 }, drill: { scratchDir: scratchRoot, tables: ['orders'] } }],
         temporalAddress: h.env.connection.options.address,
         taskQueue: 'pgdr-drill-kill',
-        extra: { worker: { metricsPort: 0 } },
+        extra: { worker: CRASH_TEST_WORKER },
       }),
     );
     loadConfig(file);

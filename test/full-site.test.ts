@@ -279,7 +279,7 @@ before(async () => {
   // One shared configuration (worker/shared-config-guard.ts): both files say the same about main — its home host
   // "old", restore settings, applications — and differ in host-local fields only (paths, port, secrets, state).
   const mainShared = {
-    restore: { expectTables: { orders: 1 }, copyDelta: true },
+    restore: { expectTables: { orders: 1 }, copyDelta: true, newTimelineArchiveWait: '8s' },
     applications: [{ id: 'api-health', title: 'The API answers /healthz', url: `http://127.0.0.1:${appPort}/healthz` }],
   };
   const newFile = join(h.root, 'new.yaml');

@@ -434,7 +434,7 @@ describe('multi-host: database hosts in network namespaces, repo2 on S3, Tempora
     timed('4. Temporal crashes during restoreInPlace', async () => {
       const billing = clusters.get('billing')!;
       await query(billing, "INSERT INTO items (tag) SELECT 'lost-then-restored' FROM generate_series(1, 5)");
-      // Distinct seconds around the target time (the accident of test/safety-in-place.test.ts).
+      // Distinct seconds around the target time (the accident of test/helpers/in-place-suite.ts).
       await new Promise((r) => setTimeout(r, 1100));
       const [{ t }] = await query<{ t: Date }>(billing, 'SELECT clock_timestamp() AS t');
       await new Promise((r) => setTimeout(r, 1100));

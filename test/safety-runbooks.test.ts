@@ -1,6 +1,6 @@
 /**
  * The safety matrix of the other runbooks that restore or run pgBackRest (the in-place restore has its own,
- * test/safety-in-place.test.ts): restore into a new cluster, the verification drill, the full-site recovery
+ * test/safety-in-place-*.test.ts): restore into a new cluster, the verification drill, the full-site recovery
  * drill and the backup, each with its worker SIGKILLed and its workflow cancelled exactly inside pgBackRest
  * (test/helpers/pgbackrest-hook.sh) or at a named stop point. After every cell: production untouched
  * (running since before, same rows), no scratch copy, staging folder, stray postmaster or pgBackRest left,

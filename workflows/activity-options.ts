@@ -148,21 +148,21 @@ export function onTarget(host: { taskQueue: string }) {
 }
 
 /** After a promotion: switch WAL and wait for the new timeline's segment (a lag is a warning, never retried long). */
-export function walArchiving(taskQueue: string) {
+export function walArchiving(route: Pick<HostRoute, 'taskQueue' | 'heartbeatTimeout'>) {
   return proxyActivities<HostActivities>({
-    taskQueue,
+    taskQueue: route.taskQueue,
     startToCloseTimeout: '2m',
-    heartbeatTimeout: '20s',
+    heartbeatTimeout: heartbeatOf(route),
     retry: { initialInterval: '1s', maximumAttempts: 3, nonRetryableErrorTypes: ['WalNotArchived', 'BadInput'] },
   });
 }
 
 /** Closing a WAL gap on request: a commit, a switch, and a wait as long as the caller asks. */
-export function walGap(taskQueue: string) {
+export function walGap(route: Pick<HostRoute, 'taskQueue' | 'heartbeatTimeout'>) {
   return proxyActivities<HostActivities>({
-    taskQueue,
+    taskQueue: route.taskQueue,
     startToCloseTimeout: '5m',
-    heartbeatTimeout: '20s',
+    heartbeatTimeout: heartbeatOf(route),
     retry: { maximumAttempts: 2, nonRetryableErrorTypes: NON_RETRYABLE },
   });
 }

@@ -15,7 +15,7 @@ export interface CloseWalGapResult {
 export async function closeWalGap(input: { cluster: string; timeoutSeconds?: number }): Promise<CloseWalGapResult> {
   const rb = new Runbook(`Switch WAL on cluster ${input.cluster} and wait until it is archived`);
   const cluster = await rb.step('Look up the cluster', () => lookups.describeCluster({ cluster: input.cluster }));
-  const acts = walGap(cluster.taskQueue);
+  const acts = walGap(cluster);
   // A commit record after the target first: recovery to a time stops only at one (activities/wal-gap.ts).
   const { walFile } = await rb.step('Commit a transaction and switch WAL', () => acts.commitAndSwitchWal({ cluster: input.cluster }));
   const { lastArchivedWal } = await rb.step(`Wait until WAL ${walFile} is archived`, () =>

@@ -261,7 +261,7 @@ export async function fullSiteRecovery(input: FullSiteRecoveryInput): Promise<Fu
     };
     attended.noteLast(`port ${reached.port}; ${reached.stoppedAt ?? 'end of the archived WAL'}; timeline ${reached.timeline}`);
     if (!drill) {
-      const archiving = await archiveNewTimeline(rb, hostTaskQueue(req.targetHost), req.cluster, reached.timeline);
+      const archiving = await archiveNewTimeline(rb, { taskQueue: hostTaskQueue(req.targetHost), heartbeatTimeout: p.heartbeatTimeout, newTimelineArchiveWait: p.newTimelineArchiveWait }, req.cluster, reached.timeline);
       if (archiving) notes.push(archiving);
     }
 

@@ -24,13 +24,13 @@ import { allHandlersFinished, ApplicationFailure, CancellationScope, condition, 
 import type { Duration } from '@temporalio/common';
 import type { RecoveryReport } from '../activities/recovery';
 import { restoreInPlaceInputSchema, type RestoreInPlaceInput } from '../common/inputs';
-import { pgTime, resolveRestoreTarget } from '../common/restore-target';
+import { resolveRestoreTarget } from '../common/restore-target';
 import { runTag } from '../common/run-identity';
 import { approvalAudit, approvalOfThisRun, requestApproval, type ApprovalRequest } from './approval';
 import { Checklist, type ChecklistSnapshot } from './checklist';
 import { Pauses, type Pause } from './pause';
 import { postRestoreItems, preRestoreItems } from './restore-checklists';
-import { archiveNewTimeline, restoreRequestFor, runPostRestoreChecklist } from './restore-steps';
+import { archiveNewTimeline, preRestoreCheck, restoreRequestFor, runPostRestoreChecklist } from './restore-steps';
 import { lookups, onHost } from './activity-options';
 import { notify, Runbook, validInput } from './runbook';
 import { rootMessage } from '../common/errors';
@@ -94,25 +94,7 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
   const pre = new Checklist('Pre-restore checklist', preRestoreItems(settings, 'in-place'), { kind: 'restoreInPlace', requestedBy: req.requestedBy }).watch(() => rb.render());
   rb.section('pre-restore', () => pre.markdown());
   const preResult = await rb.step('Pre-restore checklist', () =>
-    pre.run(async (id) => {
-      switch (id) {
-        case 'restore-point-identified':
-          return { ok: true, note: `${target.description}; recoverable window ${pgTime(info.window!.from)} → ${pgTime(info.window!.to)}` };
-        case 'backup-available': {
-          const now = await host.quick.readStanzaInfo({ cluster: req.cluster, repo: req.target.repo });
-          const there = now.sets.some((s) => s.label === target.set.label);
-          return { ok: now.status.code === 0 && there, note: there ? `set ${target.set.label} present (${now.status.message})` : `set ${target.set.label} is gone` };
-        }
-        case 'disk-space': {
-          const d = await host.quick.checkRestoreDiskSpace({ cluster: req.cluster, restoreBytes: target.set.size });
-          return { ok: d.ok, note: `${Math.round(d.freeBytes / 2 ** 20)} MB free in ${d.path}, the restore needs ${Math.round(d.neededBytes / 2 ** 20)} MB; the old directory stays where it is` };
-        }
-        case 'reason-documented':
-          return { ok: true, note: req.reason };
-        default:
-          return host.quick.runConfiguredCheck({ cluster: req.cluster, item: id });
-      }
-    }, settings.preChecklistTimeout as Duration),
+    pre.run(preRestoreCheck({ host, cluster: req.cluster, target, info, repo: req.target.repo, reason: req.reason }), settings.preChecklistTimeout as Duration),
   );
   if (!preResult.complete) {
     const why = preResult.waitingFor.length
@@ -255,12 +237,12 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
         host.long.rollBackInPlace({ cluster: req.cluster, afterPromotion: true }),
       );
       // Its new timeline must reach the archive too, or a restore to "latest" could follow the abandoned one.
-      const archiving = r.newTimeline !== undefined ? await archiveNewTimeline(rb, cluster.taskQueue, req.cluster, r.newTimeline) : undefined;
+      const archiving = r.newTimeline !== undefined ? await archiveNewTimeline(rb, { ...cluster, newTimelineArchiveWait: settings.newTimelineArchiveWait }, req.cluster, r.newTimeline) : undefined;
       throw ApplicationFailure.nonRetryable(`in-place restore of ${req.cluster} ROLLED BACK by ${rolledBack} after the promotion: ${r.note}.${archiving ? ` ${archiving}` : ''}`, 'RestoreRolledBack');
     }
 
     // The restore stands; archiving problems on the new timeline are reported, never rolled back.
-    const archiving = await archiveNewTimeline(rb, cluster.taskQueue, req.cluster, recovery.timeline);
+    const archiving = await archiveNewTimeline(rb, { ...cluster, newTimelineArchiveWait: settings.newTimelineArchiveWait }, req.cluster, recovery.timeline);
     if (archiving) {
       warnings.push(archiving);
       await notify({ level: 'warning', title: `In-place restore of ${req.cluster}: archiving needs attention`, cluster: req.cluster, runbook: 'restoreInPlace', text: archiving });

@@ -4,11 +4,13 @@
  */
 import type { RestoreRequest } from '../activities/restore-command';
 import type { CheckTarget } from '../activities/checks';
-import type { ResolvedTarget } from '../common/restore-target';
+import { pgTime, type ResolvedTarget } from '../common/restore-target';
+import type { CheckOutcome, StanzaInfo } from '../common/types';
 import { Checklist, type ChecklistItemSpec } from './checklist';
 import { walArchiving, type onHost } from './activity-options';
 import { type Runbook } from './runbook';
 import { rootMessage } from '../common/errors';
+import { durationMs } from '../common/types';
 
 type Host = ReturnType<typeof onHost>;
 
@@ -56,6 +58,33 @@ export async function runPostRestoreChecklist(rb: Runbook, host: Host, o: PostRe
 }
 
 /**
+ * The automated items of the pre-restore checklist, for both restore runbooks (restore-checklists.ts lists
+ * them): the target inside the recoverable window, the backup set still in the repository (read again: an
+ * expire may have removed it since), room for the restore, the reason; a configured item runs its command.
+ */
+export function preRestoreCheck(o: { host: Host; cluster: string; target: ResolvedTarget; info: StanzaInfo; repo?: number; diskPath?: string; reason: string }) {
+  return async (id: string): Promise<CheckOutcome> => {
+    switch (id) {
+      case 'restore-point-identified':
+        return { ok: true, note: `${o.target.description}; recoverable window ${pgTime(o.info.window!.from)} → ${pgTime(o.info.window!.to)}` };
+      case 'backup-available': {
+        const now = await o.host.quick.readStanzaInfo({ cluster: o.cluster, repo: o.repo });
+        const there = now.sets.some((s) => s.label === o.target.set.label);
+        return { ok: now.status.code === 0 && there, note: there ? `set ${o.target.set.label} present (${now.status.message})` : `set ${o.target.set.label} is gone` };
+      }
+      case 'disk-space': {
+        const d = await o.host.quick.checkRestoreDiskSpace({ cluster: o.cluster, restoreBytes: o.target.set.size, ...(o.diskPath ? { path: o.diskPath } : {}) });
+        return { ok: d.ok, note: `${Math.round(d.freeBytes / 2 ** 20)} MB free in ${d.path}, the restore needs ${Math.round(d.neededBytes / 2 ** 20)} MB` };
+      }
+      case 'reason-documented':
+        return { ok: true, note: o.reason };
+      default:
+        return o.host.quick.runConfiguredCheck({ cluster: o.cluster, item: id });
+    }
+  };
+}
+
+/**
  * After a promotion: switch WAL and wait (briefly) until the new timeline's first segment is archived.
  * Until it is, a restore that follows the newest timeline would replay the OLD timeline past the branch
  * point. Returns a problem to report (archiving broken, e.g. a repo gone) instead of failing: the restored
@@ -63,8 +92,14 @@ export async function runPostRestoreChecklist(rb: Runbook, host: Host, o: PostRe
  * while waiting is retried, and a failure is checked once more before it is reported: an operator must
  * not be sent to fix a non-problem.
  */
-export async function archiveNewTimeline(rb: Runbook, taskQueue: string, cluster: string, timeline: number | null): Promise<string | undefined> {
-  const acts = walArchiving(taskQueue);
+export async function archiveNewTimeline(
+  rb: Runbook,
+  host: { taskQueue: string; heartbeatTimeout?: string; newTimelineArchiveWait?: string },
+  cluster: string,
+  timeline: number | null,
+): Promise<string | undefined> {
+  const acts = walArchiving(host);
+  const wait = Math.max(1, Math.round(durationMs(host.newTimelineArchiveWait ?? '60s') / 1000));
   let walFile: string | undefined;
   const archived = async (timeoutSeconds: number) => {
     walFile ??= (await acts.switchWal({ cluster })).walFile;
@@ -72,11 +107,11 @@ export async function archiveNewTimeline(rb: Runbook, taskQueue: string, cluster
   };
   const name = `Archive the first WAL segment of timeline ${timeline ?? '?'}`;
   try {
-    await rb.step(name, () => archived(60));
+    await rb.step(name, () => archived(wait));
     return undefined;
   } catch {
     try {
-      await rb.step(`${name}: check again before reporting`, () => archived(10));
+      await rb.step(`${name}: check again before reporting`, () => archived(Math.min(10, wait)));
       return undefined;
     } catch (err) {
       return `WAL archiving of the restored cluster does not work yet (${err instanceof Error ? rootMessage(err) : String(err)}): fix archive_command / the repositories, then take a full backup; until the new timeline's WAL is archived, a restore may follow the old timeline`;

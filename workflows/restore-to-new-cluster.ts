@@ -9,7 +9,7 @@
  * 5. Drop the databases that were not asked for.
  * 6. Post-restore checklist; register the new cluster (`pgdr clusters list`).
  */
-import { ApplicationFailure, CancellationScope, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, patched, workflowInfo } from '@temporalio/workflow';
 import { restoreToNewClusterInputSchema, type RestoreToNewClusterInput } from '../common/inputs';
 import { resolveRestoreTarget } from '../common/restore-target';
 import type { NewClusterLayout } from '../activities/restore-to-new-cluster';
@@ -18,7 +18,7 @@ import { Checklist, type ChecklistSnapshot } from './checklist';
 import { postRestoreItems, preRestoreItems } from './restore-checklists';
 import { lookups, onHost } from './activity-options';
 import { Runbook, validInput } from './runbook';
-import { restoreRequestFor, runPostRestoreChecklist } from './restore-steps';
+import { preRestoreCheck, restoreRequestFor, runPostRestoreChecklist } from './restore-steps';
 
 export interface RestoreToNewClusterResult {
   name: string;
@@ -63,20 +63,11 @@ export async function restoreToNewCluster(input: RestoreToNewClusterInput): Prom
   rb.section('pre-restore', () => pre.markdown());
   const preResult = await rb.step('Pre-restore checklist', () =>
     pre.run(async (id) => {
-      switch (id) {
-        case 'restore-point-identified':
-          return { ok: true, note: `${target.description}; window ${info.window?.from} → ${info.window?.to}` };
-        case 'backup-available':
-          return { ok: info.status.code === 0 && info.sets.some((s) => s.label === target.set.label), note: `set ${target.set.label} in stanza ${info.stanza} (${info.status.message})` };
-        case 'disk-space': {
-          const d = await host.quick.checkRestoreDiskSpace({ cluster: req.cluster, restoreBytes: target.set.size, path: layout.dir });
-          return { ok: d.ok, note: `${Math.round(d.freeBytes / 2 ** 20)} MB free in ${d.path}, need ${Math.round(d.neededBytes / 2 ** 20)} MB` };
-        }
-        case 'reason-documented':
-          return { ok: true, note: req.reason?.trim() || 'non-destructive restore; no reason required' };
-        default:
-          return host.quick.runConfiguredCheck({ cluster: req.cluster, item: id });
+      // Runs recorded before the backup set was read again here keep the first reading (their history).
+      if (id === 'backup-available' && !patched('pre-restore-rereads-backup-sets')) {
+        return { ok: info.status.code === 0 && info.sets.some((s) => s.label === target.set.label), note: `set ${target.set.label} in stanza ${info.stanza} (${info.status.message})` };
       }
+      return preRestoreCheck({ host, cluster: req.cluster, target, info, repo: req.target.repo, diskPath: layout.dir, reason: req.reason?.trim() || 'non-destructive restore; no reason required' })(id);
     }),
   );
   if (!preResult.complete) {

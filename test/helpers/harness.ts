@@ -7,9 +7,9 @@ import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/cl
 import type { Workflow } from '@temporalio/common';
 import * as runbooks from '../../workflows';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { query } from '../../activities/postgres';
 import { run } from '../../activities/process';
@@ -31,10 +31,19 @@ export function runbookNamed(name: string): Workflow {
 /** A TCP port nobody listens on right now. */
 export const freePort = pickFreePort;
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-/** The workflow bundle, built once per test file. */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES, logger: quietLogger });
+/** The bundle scripts/test.sh built once for the whole run (test/helpers/build-bundle.ts), if any. */
+const runBundle = (): string | undefined => {
+  const f = process.env.PGDR_TEST_WORKFLOW_BUNDLE;
+  return f && existsSync(f) ? f : undefined;
+};
+
+let bundle: Promise<WorkflowBundle> | undefined;
+/** The workflow bundle: the run's (scripts/test.sh), or built once by this test file when run alone. */
+export function workflowBundle(): Promise<WorkflowBundle> {
+  const file = runBundle();
+  bundle ??= file
+    ? Promise.resolve({ code: readFileSync(file, 'utf8') })
+    : bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES, logger: quietLogger });
   return bundle;
 }
 
@@ -90,8 +99,10 @@ export class Harness {
     this.devServer = await startTemporalDevServer(this.devServerOptions);
   }
 
-  /** The workflow bundle as a file, for worker processes (PGDR_WORKFLOW_BUNDLE): built once per test file. */
+  /** The workflow bundle as a file, for worker processes (PGDR_WORKFLOW_BUNDLE): the run's, or built once by this test file. */
   async workflowBundleFile(): Promise<string> {
+    const shared = runBundle();
+    if (shared) return shared;
     const file = join(this.root, 'workflow-bundle.js');
     if (!existsSync(file)) writeFileSync(file, (await workflowBundle()).code);
     return file;
