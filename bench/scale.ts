@@ -34,7 +34,8 @@
  * PGDR_BENCH_SCALE_EVERY (default 5m), PGDR_BENCH_APPROVALS_PER_CLUSTER
  * (default 5: 1,000 pending at 200), PGDR_BENCH_APPROVAL_SAMPLES (default 150), PGDR_BENCH_HISTORY_SAMPLES
  * (default 300), PGDR_BENCH_WORKER (JSON merged into the config's `worker:` section, e.g.
- * '{"maxCachedWorkflows":1500}').
+ * '{"maxCachedWorkflows":1500}'), PGDR_BENCH_WORKER_NODE_OPTIONS (NODE_OPTIONS of the worker process, e.g.
+ * '--max-old-space-size=256').
  */
 import { ScheduleNotFoundError, type Client, type ScheduleExecutionResult } from '@temporalio/client';
 import type { ChildProcess } from 'node:child_process';
@@ -60,6 +61,7 @@ const APPROVALS_PER_CLUSTER = Number(process.env.PGDR_BENCH_APPROVALS_PER_CLUSTE
 const APPROVAL_SAMPLES = Number(process.env.PGDR_BENCH_APPROVAL_SAMPLES ?? 150);
 const HISTORY_SAMPLES = Number(process.env.PGDR_BENCH_HISTORY_SAMPLES ?? 300);
 const WORKER_OPTIONS = JSON.parse(process.env.PGDR_BENCH_WORKER ?? '{}') as Record<string, unknown>;
+const WORKER_NODE_OPTIONS = process.env.PGDR_BENCH_WORKER_NODE_OPTIONS;
 const REAL_CLUSTERS = 2;
 const RUNS_FRESHNESS = new Set(['freshness']);
 const KINDS = SCHEDULE_KINDS.filter((k) => k !== 'fullSiteDrill');
@@ -181,7 +183,11 @@ async function phase(h: Harness, t: BenchTemporal, real: LocalCluster[], bundle:
   const { file, config } = fleetConfig(t, real, n, dir);
   const client = t.client;
   const queue = config.temporal.taskQueue;
-  const worker: ChildProcess = await startWorkerProcess(file, { PGDR_WORKFLOW_BUNDLE: bundle, PGDR_LOG_LEVEL: process.env.PGDR_BENCH_WORKER_LOG_LEVEL ?? 'error' });
+  const worker: ChildProcess = await startWorkerProcess(file, {
+    PGDR_WORKFLOW_BUNDLE: bundle,
+    PGDR_LOG_LEVEL: process.env.PGDR_BENCH_WORKER_LOG_LEVEL ?? 'error',
+    ...(WORKER_NODE_OPTIONS ? { NODE_OPTIONS: WORKER_NODE_OPTIONS } : {}),
+  });
   const idleSampler = new ProcSampler(worker.pid!).start();
   await sleep(5000);
   const idle = idleSampler.stop();
@@ -334,7 +340,7 @@ async function main() {
     console.log(`scale: fleets of ${SIZES.join(' and ')} clusters, firing ${MINUTES.join(' and ')} min, every ${EVERY} with jitter ${EVERY}, ${APPROVALS_PER_CLUSTER} pending approvals per cluster`);
     console.log(`  each cluster is an alias of one of ${REAL_CLUSTERS} real PostgreSQL 15 clusters (pgBackRest stanza, one full backup), all on host "bench"`);
     console.log('  schedules: freshness → backupFreshness (real); full, diff, incr, expire, drill, archiveHealth → backupStatus (pgbackrest info) as a stand-in');
-    console.log(`  worker: one child process (test/helpers/worker-process.js), options ${JSON.stringify({ maxCachedWorkflows: 200, maxConcurrentActivities: 20, stickyQueueTimeout: '10s', ...WORKER_OPTIONS })}`);
+    console.log(`  worker: one child process (test/helpers/worker-process.js), options ${JSON.stringify({ maxCachedWorkflows: 200, maxConcurrentActivities: 20, stickyQueueTimeout: '10s', ...WORKER_OPTIONS })}${WORKER_NODE_OPTIONS ? `, NODE_OPTIONS ${WORKER_NODE_OPTIONS}` : ''}`);
     console.log(`  Temporal: ${SERVER === 'dev' ? 'temporal server start-dev (SQLite in memory)' : 'the production-shaped server of the tests'}`);
     t = await startBenchTemporal(h);
     const real: LocalCluster[] = [];

@@ -5,7 +5,8 @@
 #   npm run bench -- backup            one of them (any file name in bench/, without .ts)
 #   npm run bench -- overhead          pgdr's added time inside each run (workflow − pgBackRest), ≥ 5 runs (~15 min)
 #   npm run bench -- scale             one worker for 20 then 200 clusters, 1,400 schedules, 1,000 pending approvals
-#                                      (default 3 + 10 min of firing; see bench/scale.ts for the knobs)
+#                                      (default 10 + 10 min of firing; PGDR_BENCH_SCALE_SERVER=sql: the tests' Go-built
+#                                      server on PostgreSQL instead of the dev server; see bench/scale.ts for the knobs)
 #   npm run bench -- rto               in-place restore on a loop-mounted XFS: bare delta / bare full / pgdr full /
 #                                      pgdr reflink+delta, two sizes (root and xfsprogs; ~2 GB, ~15 min)
 #   npm run bench -- all               every benchmark

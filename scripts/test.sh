@@ -25,6 +25,9 @@ export PGDR_TEST_WORKFLOW_BUNDLE="$ROOT/dist/test/workflow-bundle.js"
 if [ ! -f "$PGDR_TEST_WORKFLOW_BUNDLE" ] || [ dist/.built -nt "$PGDR_TEST_WORKFLOW_BUNDLE" ]; then
   node dist/test/helpers/build-bundle.js "$PGDR_TEST_WORKFLOW_BUNDLE"
 fi
+# Test files at a time. Most of a file's time is waiting (PostgreSQL, pgBackRest, Temporal timers): 4 keeps
+# 2 cores busy without slowing the files down (6 made the whole run slower here).
+export PGDR_TEST_JOBS="${PGDR_TEST_JOBS:-4}"
 export PGDR_LOG_LEVEL="${PGDR_LOG_LEVEL:-warn}"   # workers log through pino; warnings and errors only
 # The workers' expected warnings (a test kills a worker on purpose, …) go to one file, not into the test output.
 export PGDR_LOG_FILE="${PGDR_LOG_FILE:-$ROOT/.pgdr/test-logs/$(date -u +%Y%m%dT%H%M%SZ).log}"
@@ -35,11 +38,11 @@ export PGDR_TEST_TIMES="${PGDR_LOG_FILE%.log}.times"
 cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; }   # busy, idle (all cores)
 read -r busy0 idle0 < <(cpu_ticks); t0=$(date +%s.%N)
 set +e
-node --require ./scripts/file-clock.cjs --test --test-concurrency="${PGDR_TEST_JOBS:-2}" --test-reporter=spec "${files[@]}"
+node --require ./scripts/file-clock.cjs scripts/run-tests.cjs "${files[@]}"
 status=$?
 set -e
 read -r busy1 idle1 < <(cpu_ticks); t1=$(date +%s.%N)
-printf '\nper-file wall times (%s files at a time; slowest first):\n' "${PGDR_TEST_JOBS:-2}"
+printf '\nper-file wall times (%s files at a time; slowest first):\n' "$PGDR_TEST_JOBS"
 sort -rn "$PGDR_TEST_TIMES" | awk -F'\t' '{ printf "  %7.1f s  %s%s\n", $1, $2, ($3 == 0 ? "" : "  (exit " $3 ")"); sum += $1 } END { printf "  %7.1f s  sum of files\n", sum }'
 awk -v b="$((busy1 - busy0))" -v i="$((idle1 - idle0))" -v t0="$t0" -v t1="$t1" -v n="$(nproc)" -v hz="$(getconf CLK_TCK)" \
   'BEGIN { w = t1 - t0; printf "wall %.0f s on %d cores; the machine was busy %.0f%% of that (%.0f core-seconds: tests, servers, PostgreSQL, pgBackRest and anything else running)\n", w, n, 100 * b / (b + i), b / hz }'

@@ -284,9 +284,16 @@ describe('on-call paths', () => {
     const devPid = Number(readFileSync(join(stateDir, 'dev.pid'), 'utf8'));
     process.kill(devPid, 'SIGKILL');
     await killed.exited;
-    // What a SIGKILL leaves depends on timing (the Temporal server may go down with the terminal): the
-    // promise is that the next start reports — and stops or reuses — whatever was left.
-    const left = ourProcesses();
+    // What a SIGKILL leaves depends on timing (the Temporal server may go down with the terminal, which
+    // takes it a moment): the promise is that the next start reports — and stops or reuses — whatever was
+    // left. What is left is read once it stopped changing.
+    let left = ourProcesses();
+    for (let same = 0, i = 0; same < 3 && i < 50; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      const now = ourProcesses();
+      same = now.join('\n') === left.join('\n') ? same + 1 : 0;
+      left = now;
+    }
     assert.ok(left.length > 0, `something of the killed run is left behind: ${killed.out.slice(-1500)}`);
     const next = new Terminal(`exec node ${quote(join(PROJECT_ROOT, 'bin', 'pgdr'))} dev`);
     await next.waitFor(/Ctrl-C stops everything/);

@@ -252,6 +252,7 @@ before(async () => {
       `lock-path=${join(newDir, 'lock')}`,
       `spool-path=${join(newDir, 'spool')}`,
       'start-fast=y',
+      'compress-type=lz4',
       'repo1-retention-full=9999999',
       'repo2-retention-full=9999999',
       '',

@@ -69,6 +69,7 @@ function writePgbackrestConf(c: LocalCluster, o: { repo1: boolean }): void {
       'lock-path': join(c.dir, 'lock'),
       'spool-path': join(c.dir, 'spool'),
       'start-fast': 'y',
+      'compress-type': 'lz4',
       'log-level-file': 'info',
     }),
     '',
