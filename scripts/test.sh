@@ -5,21 +5,28 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/ensure-deps.sh" --test
 cd "$ROOT"
-files=()
+# The files: those named (`npm test -- drill restore`), else all. Slowest first, so that the long ones do not
+# start last and leave the other slots idle: ordered by the wall times of the last whole run
+# (.pgdr/test-logs/*.times), else by this list; files in neither go first.
+SLOW_FIRST="safety-in-place-kill cli-oncall safety-in-place-cancel drill multi-host restore safety-runbooks full-site health debian-cluster safety-in-place-reset restore-reflink backup backup-crash shared-config deploy approval production-temporal restore-precision restored-cluster-paths"
+mapfile -t every < <(cd dist/test && ls *.test.js | sed 's/\.test\.js$//')
 if [ $# -gt 0 ]; then
-  for name in "$@"; do files+=(dist/test/"${name%.test.ts}".test.js); done
+  all=()
+  for name in "$@"; do
+    name="${name%.ts}"; name="${name%.test}"
+    [ -f dist/test/"$name".test.js ] || { echo "no test file test/$name.test.ts" >&2; exit 2; }
+    all+=("$name")
+  done
 else
-  # Slowest files first, so that the long ones do not start last and leave the other slots idle: ordered
-  # by the wall times of the last whole run (.pgdr/test-logs/*.times), else by this list; files in neither
-  # go first.
-  SLOW_FIRST="safety-in-place-kill cli-oncall safety-in-place-cancel drill multi-host restore safety-runbooks full-site health debian-cluster safety-in-place-reset restore-reflink backup backup-crash shared-config deploy approval production-temporal restore-precision restored-cluster-paths"
-  mapfile -t all < <(cd dist/test && ls *.test.js | sed 's/\.test\.js$//')
-  last_times="$(ls -t "$ROOT"/.pgdr/test-logs/*.times 2>/dev/null | while read -r f; do [ "$(wc -l <"$f")" -ge $(( ${#all[@]} * 4 / 5 )) ] && echo "$f" && break; done || true)"
-  if [ -n "$last_times" ]; then order="$(sort -rn "$last_times" | cut -f2 | sed 's/\.test\.ts$//')"; else order="$(tr ' ' '\n' <<<"$SLOW_FIRST")"; fi
-  files=()
-  for name in "${all[@]}"; do grep -qxF "$name" <<<"$order" || files+=(dist/test/"$name".test.js); done
-  while read -r name; do [ -n "$name" ] && [ -f dist/test/"$name".test.js ] && files+=(dist/test/"$name".test.js); done <<<"$order"
+  all=("${every[@]}")
 fi
+last_times="$(ls -t "$ROOT"/.pgdr/test-logs/*.times 2>/dev/null | while read -r f; do [ "$(wc -l <"$f")" -ge $(( ${#every[@]} * 4 / 5 )) ] && echo "$f" && break; done || true)"
+if [ -n "$last_times" ]; then order="$(sort -rn "$last_times" | cut -f2 | sed 's/\.test\.ts$//')"; else order="$(tr ' ' '\n' <<<"$SLOW_FIRST")"; fi
+files=()
+for name in "${all[@]}"; do grep -qxF "$name" <<<"$order" || files+=(dist/test/"$name".test.js); done
+while read -r name; do
+  [ -n "$name" ] && printf '%s\n' "${all[@]}" | grep -qxF "$name" && files+=(dist/test/"$name".test.js)
+done <<<"$order"
 # The workflow bundle, built once for the whole run (each test file and worker process loads it).
 export PGDR_TEST_WORKFLOW_BUNDLE="$ROOT/dist/test/workflow-bundle.js"
 if [ ! -f "$PGDR_TEST_WORKFLOW_BUNDLE" ] || [ dist/.built -nt "$PGDR_TEST_WORKFLOW_BUNDLE" ]; then

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ConfigError, loadConfig } from '../common/config';
@@ -222,8 +222,11 @@ describe('concurrency and cancellation', () => {
   });
 
   test('cancelling a running backup kills the pgBackRest processes', async () => {
-    // Enough data that a full backup with heavy compression takes well over the test's checks.
+    // Enough data that a full backup with heavy compression (gz at level 9 for this backup; the test
+    // clusters use lz4) takes well over the test's checks.
     await sql(main, "CREATE TABLE bulk AS SELECT g, md5(g::text) || md5((g * 7)::text) AS v FROM generate_series(1, 1500000) g");
+    const conf = readFileSync(main.pgbackrestConfig, 'utf8');
+    writeFileSync(main.pgbackrestConfig, conf.replace('compress-type=lz4', 'compress-type=gz\ncompress-level=9'));
     const handle = await h.start('backup', { cluster: 'main', type: 'full', annotations: { purpose: 'cancel-test' } });
     await waitFor('pgbackrest backup to start', async () => (await processesMatching('pgbackrest', `--config=${main.pgbackrestConfig}`, `--stanza=${main.stanza}`, ' backup')).length > 0, 30_000, 50);
     await handle.cancel();
@@ -239,5 +242,6 @@ describe('concurrency and cancellation', () => {
     assert.equal(left, 'gone', 'no pgbackrest backup process survives the cancellation');
     const sets = await repoSets(main);
     assert.ok(!sets.some((s) => s.annotation?.purpose === 'cancel-test'), 'the cancelled backup did not complete');
+    writeFileSync(main.pgbackrestConfig, conf);
   });
 });
