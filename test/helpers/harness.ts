@@ -9,9 +9,9 @@ import * as runbooks from '../../workflows';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { query } from '../../activities/postgres';
+import { postmasterPid, processAlive, query } from '../../activities/postgres';
 import { run } from '../../activities/process';
 import { pickFreePort } from '../../common/net';
 import { loadConfig, type LoadedConfig } from '../../common/config';
@@ -93,6 +93,31 @@ export class Harness {
   }
 
   /** Stop the persistent dev server and start it again on the same port and database file. */
+  /**
+   * Copies a test restored and did not drop (restoreToNewCluster, drills that failed) still run below this
+   * test's folder: an immediate shutdown (SIGQUIT) before the folder is deleted, instead of a postmaster
+   * that runs on without its data directory until it notices.
+   */
+  private stopPostmastersBelowRoot(): void {
+    for (const dataDir of runningDataDirs(this.root, 5)) {
+      const pid = postmasterPid(dataDir);
+      // Only that directory's postmaster: a stale postmaster.pid may name a pid that was given to another process.
+      let cmdline = '';
+      try {
+        cmdline = pid ? readFileSync(`/proc/${pid}/cmdline`, 'utf8') : '';
+      } catch {
+        /* gone */
+      }
+      if (pid && processAlive(pid) && cmdline.split('\0').includes(dataDir)) {
+        try {
+          process.kill(pid, 'SIGQUIT');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+  }
+
   async restartTemporal(): Promise<void> {
     if (!this.devServer || !this.devServerOptions) throw new Error('restartTemporal needs startTemporal({ persistent: true })');
     await this.devServer.stop();
@@ -199,10 +224,24 @@ export class Harness {
   async teardown(): Promise<void> {
     await this.stopWorkers();
     for (const c of this.clusters) await stopLocalCluster(c).catch(() => undefined);
+    this.stopPostmastersBelowRoot();
     await this.env?.teardown();
     await this.devServer?.stop();
     if (!process.env.PGDR_KEEP_TEST_DIRS) rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/** Data directories (holding postmaster.pid) at most `depth` levels below `dir`. */
+function runningDataDirs(dir: string, depth: number): string[] {
+  if (existsSync(join(dir, 'postmaster.pid'))) return [dir];
+  if (depth === 0) return [];
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.isSymbolicLink()).map((e) => e.name);
+  } catch {
+    return [];
+  }
+  return names.flatMap((n) => runningDataDirs(join(dir, n), depth - 1));
 }
 
 export async function sql<T extends Record<string, unknown> = Record<string, unknown>>(c: LocalCluster, text: string, params: unknown[] = [], database?: string): Promise<T[]> {
