@@ -73,6 +73,8 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
   const cluster = await rb.step('Look up the cluster', () => lookups.describeCluster({ cluster: req.cluster, repo: req.target.repo }));
   const host = onHost(cluster);
   const settings = await rb.step('Read the restore settings', () => lookups.restoreSettings({ cluster: req.cluster }));
+  /** Where the new timeline's first WAL segment is awaited after a promotion (or a rollback after one). */
+  const archiveRoute = { ...cluster, newTimelineArchiveWait: settings.newTimelineArchiveWait };
   if (req.confirmation !== settings.confirmationToken) {
     throw ApplicationFailure.nonRetryable(
       `the confirmation token does not match: an in-place restore deletes the current state of cluster ${req.cluster}; ` +
@@ -237,12 +239,12 @@ export async function restoreInPlace(input: RestoreInPlaceInput): Promise<Restor
         host.long.rollBackInPlace({ cluster: req.cluster, afterPromotion: true }),
       );
       // Its new timeline must reach the archive too, or a restore to "latest" could follow the abandoned one.
-      const archiving = r.newTimeline !== undefined ? await archiveNewTimeline(rb, { ...cluster, newTimelineArchiveWait: settings.newTimelineArchiveWait }, req.cluster, r.newTimeline) : undefined;
+      const archiving = r.newTimeline !== undefined ? await archiveNewTimeline(rb, archiveRoute, req.cluster, r.newTimeline) : undefined;
       throw ApplicationFailure.nonRetryable(`in-place restore of ${req.cluster} ROLLED BACK by ${rolledBack} after the promotion: ${r.note}.${archiving ? ` ${archiving}` : ''}`, 'RestoreRolledBack');
     }
 
     // The restore stands; archiving problems on the new timeline are reported, never rolled back.
-    const archiving = await archiveNewTimeline(rb, { ...cluster, newTimelineArchiveWait: settings.newTimelineArchiveWait }, req.cluster, recovery.timeline);
+    const archiving = await archiveNewTimeline(rb, archiveRoute, req.cluster, recovery.timeline);
     if (archiving) {
       warnings.push(archiving);
       await notify({ level: 'warning', title: `In-place restore of ${req.cluster}: archiving needs attention`, cluster: req.cluster, runbook: 'restoreInPlace', text: archiving });

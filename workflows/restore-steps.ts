@@ -5,12 +5,11 @@
 import type { RestoreRequest } from '../activities/restore-command';
 import type { CheckTarget } from '../activities/checks';
 import { pgTime, type ResolvedTarget } from '../common/restore-target';
-import type { CheckOutcome, StanzaInfo } from '../common/types';
+import { durationMs, type CheckOutcome, type StanzaInfo } from '../common/types';
 import { Checklist, type ChecklistItemSpec } from './checklist';
 import { walArchiving, type onHost } from './activity-options';
 import { type Runbook } from './runbook';
 import { rootMessage } from '../common/errors';
-import { durationMs } from '../common/types';
 
 type Host = ReturnType<typeof onHost>;
 
@@ -66,7 +65,7 @@ export function preRestoreCheck(o: { host: Host; cluster: string; target: Resolv
   return async (id: string): Promise<CheckOutcome> => {
     switch (id) {
       case 'restore-point-identified':
-        return { ok: true, note: `${o.target.description}; recoverable window ${pgTime(o.info.window!.from)} → ${pgTime(o.info.window!.to)}` };
+        return { ok: true, note: `${o.target.description}; recoverable window ${o.info.window ? `${pgTime(o.info.window.from)} → ${pgTime(o.info.window.to)}` : 'unknown (no WAL archived)'}` };
       case 'backup-available': {
         const now = await o.host.quick.readStanzaInfo({ cluster: o.cluster, repo: o.repo });
         const there = now.sets.some((s) => s.label === o.target.set.label);
