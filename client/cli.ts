@@ -195,6 +195,8 @@ export async function main(argv: string[]): Promise<void> {
       reportError('config', err.message, 'fix the file, then run `pgdr config check`');
     } else if (err instanceof CliError) {
       reportError(err.kind, err.message, err.hint, err.workflowId);
+      // The SDK goes on retrying the wait on the lost server for a while: the error is said, so exit now.
+      if (err.kind === 'server-lost') process.exit(process.exitCode);
     } else {
       reportError('failed', (err as Error).message ?? String(err));
     }

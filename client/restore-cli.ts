@@ -6,7 +6,8 @@ import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
 import type { LoadedConfig } from '../common/config';
 import { checkInput, restoreInPlaceInputSchema, type RestoreInPlaceInput } from '../common/inputs';
-import { resolveRestoreTarget, type RestoreTarget } from '../common/restore-target';
+import { parseTargetTime, resolveRestoreTarget, timeMicros, type RestoreTarget } from '../common/restore-target';
+import type { StanzaInfo } from '../common/types';
 import type { ChecklistSnapshot } from '../workflows/checklist';
 import { pauseUpdates } from '../workflows/pause';
 import { defaultIdentity, type CliContext } from './approvals-cli';
@@ -62,8 +63,14 @@ function checklistText(lists: ChecklistSnapshot[]): string {
 /**
  * Check the restore target against the recoverable window before anything starts (a runbook is never started
  * that its own target check would fail). A time seconds ago is usually "after the last archived WAL": the
- * segment holding it is still being written. When the cluster runs, close the gap — switch WAL, wait until it
- * is archived, check again — with --switch-wal or after asking; otherwise say exactly what to do.
+ * segment holding it is still being written. When the cluster runs, close the gap — commit, switch WAL, wait
+ * until it is archived, check again — with --switch-wal or after asking; otherwise say exactly what to do.
+ *
+ * Inside the window is not always enough: recovery to a time stops only at a commit after it, and the window
+ * ends at the time the archiver last archived a segment, which a WAL switch without a commit (`pgbackrest
+ * check`, a backup) moves on. So a time after the newest backup set ends gets a commit after it too (the same
+ * runbook; one empty transaction), unless --no-switch-wal; if the cluster does not run, the archive is all
+ * there is and the restore goes on.
  */
 export async function checkTargetFirst(client: Client, cfg: LoadedConfig, cluster: string, target: RestoreTarget, switchWal: boolean | undefined): Promise<void> {
   const read = () =>
@@ -73,8 +80,25 @@ export async function checkTargetFirst(client: Client, cfg: LoadedConfig, cluste
       id: workflowId('status', cluster),
       summary: `Backup status of cluster ${cluster} (restore target check)`,
     });
-  let check = resolveRestoreTarget(target, await read(), new Date().toISOString());
-  if (check.ok) return;
+  const closeGap = () =>
+    runWorkflow(client, cfg, {
+      workflow: runbooks.closeWalGap,
+      input: { cluster },
+      id: workflowId('switch-wal', cluster),
+      summary: `Switch WAL on cluster ${cluster} and wait until it is archived (restore target ${target.value ?? target.type})`,
+      follow: true,
+    });
+  const status = await read();
+  let check = resolveRestoreTarget(target, status, new Date().toISOString());
+  if (check.ok) {
+    if (switchWal !== false && afterNewestSet(target, status)) {
+      await closeGap().then(
+        () => note('  ✓ a commit after the target time is archived\n'),
+        (err: Error) => note(`  (no commit after the target could be made on ${cluster}: ${err.message}; the restore uses what the archive holds)\n`),
+      );
+    }
+    return;
+  }
   if (!/after the last archived WAL/.test(check.message)) throw new CliError(`${check.message}. Nothing was started.`, undefined, 'usage');
   const howTo =
     `the WAL holding that time is not archived yet: pass --switch-wal (pgdr switches WAL on the running cluster and waits until it is archived), ` +
@@ -85,18 +109,19 @@ export async function checkTargetFirst(client: Client, cfg: LoadedConfig, cluste
     go = /^y(es)?$/i.test(await ask(`Switch WAL on ${cluster} now, wait until it is archived, and check the target again? [y/N] `));
   }
   if (!go) throw new CliError(`${check.message}. Nothing was started.`, howTo, 'usage');
-  await runWorkflow(client, cfg, {
-    workflow: runbooks.closeWalGap,
-    input: { cluster },
-    id: workflowId('switch-wal', cluster),
-    summary: `Switch WAL on cluster ${cluster} and wait until it is archived (restore target ${target.value ?? target.type})`,
-    follow: true,
-  }).catch((err: Error) => {
+  await closeGap().catch((err: Error) => {
     throw new CliError(`cannot close the WAL gap on ${cluster}: ${err.message}`, `is ${cluster} running and archiving? otherwise wait up to its archive_timeout, or pick an earlier target`);
   });
   check = resolveRestoreTarget(target, await read(), new Date().toISOString());
   if (!check.ok) throw new CliError(`${check.message}. Nothing was started.`, howTo, 'usage');
   note(`  ✓ target is inside the recoverable window now\n`);
+}
+
+/** A time target later than the newest backup set's end: recovery replays WAL archived after that set. */
+function afterNewestSet(target: RestoreTarget, status: StanzaInfo): boolean {
+  if (target.type !== 'time' || !target.value || !status.sets.length) return false;
+  const at = parseTargetTime(target.value);
+  return at.ok && at.us > Math.max(...status.sets.map((s) => timeMicros(s.stoppedAt)));
 }
 
 export function registerRestoreCommands(program: Command, ctx: CliContext): void {

@@ -99,3 +99,8 @@ if [ ! -f dist/.built ] || [ "$(cat dist/.built)" != "$sources" ] || [ -n "$(fin
   npx --no-install tsc -p tsconfig.json
   echo "$sources" > dist/.built
 fi
+# The runbooks' workflow bundle (worker/workflow-bundle.ts): workers load it instead of running webpack at start.
+if [ ! -f dist/workflow-bundle.js ] || [ -n "$(find dist/workflows dist/common -name '*.js' -newer dist/workflow-bundle.js | head -1)" ]; then
+  say "bundling the runbooks (dist/workflow-bundle.js)"
+  node dist/worker/workflow-bundle.js
+fi

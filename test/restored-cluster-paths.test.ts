@@ -4,6 +4,7 @@
  * directory; a drop takes only a registered restored cluster's name. Refusals create and remove nothing.
  */
 import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,7 +19,7 @@ let main: LocalCluster;
 /** The restore folder: main's own folder, so that its data directory lies inside it. */
 let restoreDir: string;
 /** A folder outside the restore folder, reachable through a symlink inside it. */
-const outside = mkdtempSync('/tmp/pgdr-test-outside-');
+const outside = mkdtempSync(join(tmpdir(), 'pgdr-test-outside-'));
 
 before(async () => {
   await h.startTemporal();

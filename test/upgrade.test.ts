@@ -11,7 +11,8 @@ import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@t
 import type { WorkflowHandle } from '@temporalio/client';
 import { startRunbook, workflowId } from '../client/temporal';
 import { PGDR_SEARCH_ATTRIBUTES } from '../common/search-attributes';
-import { createWorkerSet, WORKFLOW_INTERCEPTOR_MODULES, type WorkerSet } from '../worker/worker';
+import { createWorkerSet, type WorkerSet } from '../worker/worker';
+import { WORKFLOW_INTERCEPTOR_MODULES } from '../worker/workflow-bundle';
 import { Harness, runbookNamed, waitFor } from './helpers/harness';
 import { signOffWhenAsked, voteWhenAsked } from './helpers/people';
 import { NEW_STEP_TITLE } from './upgrade-workflows';

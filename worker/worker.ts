@@ -12,12 +12,7 @@ import { hostTaskQueue } from '../common/types';
 import { livenessInterceptor } from './liveness';
 import { guardSharedConfig } from './shared-config-guard';
 import { startObservability } from './observability';
-
-/**
- * Workflow interceptor modules bundled with the runbooks (PgdrOutcome when a run ends). A pre-built
- * `workflowBundle` must be built with them too: `bundleWorkflowCode({ workflowInterceptorModules })`.
- */
-export const WORKFLOW_INTERCEPTOR_MODULES = [require.resolve('../workflows/search-attributes')];
+import { builtWorkflowBundle, WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from './workflow-bundle';
 
 export interface WorkerSetOptions {
   config: LoadedConfig;
@@ -26,7 +21,7 @@ export interface WorkerSetOptions {
   /** Serve the shared workflow task queue too (default true). */
   workflows?: boolean;
   connection?: NativeConnection;
-  /** A pre-built workflow bundle (tests build it once per suite). */
+  /** The workflow bundle; default: the one `npm run build` made (worker/workflow-bundle.ts), if up to date. */
   workflowBundle?: WorkerOptions['workflowBundle'];
   /**
    * The shared configuration (worker/shared-config-guard.ts): 'verify' (default) refuses to start when this
@@ -78,6 +73,7 @@ export async function createWorkerSet(opts: WorkerSetOptions): Promise<WorkerSet
   };
   const workers: Worker[] = [];
   if (opts.workflows !== false) {
+    const workflowBundle = opts.workflowBundle ?? builtWorkflowBundle();
     // Only the shared queue's activities check the shared configuration before each decision.
     const sharedInterceptors = { activity: [livenessInterceptor, guard.interceptor] };
     const shared = await Worker.create({
@@ -87,9 +83,9 @@ export async function createWorkerSet(opts: WorkerSetOptions): Promise<WorkerSet
       activities: createSharedActivities(config),
       maxCachedWorkflows: config.worker.maxCachedWorkflows,
       stickyQueueScheduleToStartTimeout: config.worker.stickyQueueTimeout as never,
-      ...(opts.workflowBundle
-        ? { workflowBundle: opts.workflowBundle }
-        : { workflowsPath: require.resolve('../workflows'), interceptors: { ...sharedInterceptors, workflowModules: WORKFLOW_INTERCEPTOR_MODULES } }),
+      ...(workflowBundle
+        ? { workflowBundle }
+        : { workflowsPath: WORKFLOWS_PATH, interceptors: { ...sharedInterceptors, workflowModules: WORKFLOW_INTERCEPTOR_MODULES } }),
     });
     // A mismatch found while serving: stop polling the shared queue; the host queues go on.
     guard.onMismatch(() => shared.getState() === 'RUNNING' && shared.shutdown());

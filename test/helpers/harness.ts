@@ -7,8 +7,9 @@ import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/cl
 import type { Workflow } from '@temporalio/common';
 import * as runbooks from '../../workflows';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
+import type { WorkflowBundle } from '@temporalio/worker';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { postmasterPid, processAlive, query } from '../../activities/postgres';
@@ -18,7 +19,8 @@ import { loadConfig, type LoadedConfig } from '../../common/config';
 import { temporalBinary } from '../../common/paths';
 import { configYaml, initLocalCluster, localCluster, startLocalCluster, stopLocalCluster, type LocalCluster, type LocalClusterSpec } from '../../worker/local-cluster';
 import { startTemporalDevServer, type DevServer, type DevServerOptions } from '../../worker/temporal-dev-server';
-import { createWorkerSet, installRuntime, WORKFLOW_INTERCEPTOR_MODULES, type WorkerSet } from '../../worker/worker';
+import { createWorkerSet, installRuntime, type WorkerSet } from '../../worker/worker';
+import { builtWorkflowBundle, bundleRunbooks } from '../../worker/workflow-bundle';
 import { devServerSearchAttributeArgs } from '../../common/search-attributes';
 
 /** A runbook's workflow function by its type name (for tests that go through runbooks by name). */
@@ -31,24 +33,13 @@ export function runbookNamed(name: string): Workflow {
 /** A TCP port nobody listens on right now. */
 export const freePort = pickFreePort;
 
-/** The bundle scripts/test.sh built once for the whole run (test/helpers/build-bundle.ts), if any. */
-const runBundle = (): string | undefined => {
-  const f = process.env.PGDR_TEST_WORKFLOW_BUNDLE;
-  return f && existsSync(f) ? f : undefined;
-};
-
 let bundle: Promise<WorkflowBundle> | undefined;
-/** The workflow bundle: the run's (scripts/test.sh), or built once by this test file when run alone. */
+/** The workflow bundle: the one the build made (worker/workflow-bundle.ts), or built once by this test file when it is out of date. */
 export function workflowBundle(): Promise<WorkflowBundle> {
-  const file = runBundle();
-  bundle ??= file
-    ? Promise.resolve({ code: readFileSync(file, 'utf8') })
-    : bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES, logger: quietLogger });
+  const built = builtWorkflowBundle();
+  bundle ??= built ? Promise.resolve({ code: readFileSync(built.codePath, 'utf8') }) : bundleRunbooks().then((code) => ({ code }));
   return bundle;
 }
-
-const noop = () => undefined;
-const quietLogger = { trace: noop, debug: noop, info: noop, warn: noop, error: (m: string) => console.error(m), log: noop } as never;
 
 export class Harness {
   env!: TestWorkflowEnvironment;
@@ -59,7 +50,7 @@ export class Harness {
   configFile!: string;
 
   constructor(readonly name: string) {
-    this.root = mkdtempSync(`/tmp/pgdr-test-${name}-`);
+    this.root = mkdtempSync(join(tmpdir(), `pgdr-test-${name}-`));
     chmodSync(this.root, 0o755); // the postgres user must reach the cluster folders
   }
 
@@ -124,10 +115,10 @@ export class Harness {
     this.devServer = await startTemporalDevServer(this.devServerOptions);
   }
 
-  /** The workflow bundle as a file, for worker processes (PGDR_WORKFLOW_BUNDLE): the run's, or built once by this test file. */
+  /** The workflow bundle as a file, for worker processes (PGDR_WORKFLOW_BUNDLE): the build's, or built once by this test file. */
   async workflowBundleFile(): Promise<string> {
-    const shared = runBundle();
-    if (shared) return shared;
+    const built = builtWorkflowBundle();
+    if (built) return built.codePath;
     const file = join(this.root, 'workflow-bundle.js');
     if (!existsSync(file)) writeFileSync(file, (await workflowBundle()).code);
     return file;
