@@ -8,7 +8,7 @@ cd "$ROOT"
 # The files: those named (`npm test -- drill restore`), else all. Slowest first, so that the long ones do not
 # start last and leave the other slots idle: ordered by the wall times of the last whole run
 # (.pgdr/test-logs/*.times), else by this list; files in neither go first.
-SLOW_FIRST="safety-in-place-kill cli-oncall safety-in-place-cancel drill multi-host restore safety-runbooks full-site health debian-cluster safety-in-place-reset restore-reflink backup backup-crash shared-config deploy approval production-temporal restore-precision restored-cluster-paths"
+SLOW_FIRST="safety-in-place-kill multi-host safety-in-place-cancel drill safety-runbooks shared-config cli-oncall restore debian-cluster health deploy safety-in-place-reset full-site restore-reflink approval backup production-temporal backup-crash restored-cluster-paths runs restore-precision schedules"
 mapfile -t every < <(cd dist/test && ls *.test.js | sed 's/\.test\.js$//')
 if [ $# -gt 0 ]; then
   all=()

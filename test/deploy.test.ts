@@ -172,7 +172,7 @@ describe('docker-compose.yml', () => {
     assert.equal(stages.length, 2);
     const [build, runtime] = stages;
     assert.match(build, /AS build/);
-    assert.match(build, /RUN npx --no-install tsc -p tsconfig\.json/);
+    assert.match(build, /RUN npm run build/);
     assert.match(runtime, /RUN \/usr\/local\/lib\/pgdr\/install\.sh system\n/);
     assert.match(runtime, /RUN \/usr\/local\/lib\/pgdr\/install\.sh app \/opt\/pgdr\n/);
     assert.doesNotMatch(runtime, /npm (ci|install)|tsc/, 'the runtime stage installs or compiles by itself');

@@ -12,8 +12,6 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 /** Workflow interceptor modules bundled with the runbooks (PgdrOutcome when a run ends). */
 export const WORKFLOW_INTERCEPTOR_MODULES = [require.resolve('../workflows/search-attributes')];
 export const WORKFLOWS_PATH = require.resolve('../workflows');
-/** Where `npm run build` puts the bundle. */
-export const BUILT_WORKFLOW_BUNDLE = join(__dirname, '..', 'workflow-bundle.js');
 
 const noop = () => undefined;
 const quietLogger = { trace: noop, debug: noop, info: noop, warn: noop, error: (m: string) => console.error(m), log: noop } as never;
@@ -25,18 +23,19 @@ export async function bundleRunbooks(): Promise<string> {
 }
 
 /** The newest modification time of the compiled modules a runbook may import (workflows/ and common/). */
-function newestRunbookModule(): number {
+function newestRunbookModule(dist: string): number {
   let newest = 0;
-  for (const dir of ['workflows', 'common'].map((d) => join(__dirname, '..', d))) {
+  for (const dir of ['workflows', 'common'].map((d) => join(dist, d))) {
     for (const f of readdirSync(dir)) if (f.endsWith('.js')) newest = Math.max(newest, statSync(join(dir, f)).mtimeMs);
   }
   return newest;
 }
 
-/** The built bundle, when it exists and is not older than the code it was built from. */
-export function builtWorkflowBundle(): { codePath: string } | undefined {
+/** The built bundle (in `dist`, default: this build's), when it exists and is not older than the code it was built from. */
+export function builtWorkflowBundle(dist = join(__dirname, '..')): { codePath: string } | undefined {
+  const codePath = join(dist, 'workflow-bundle.js');
   try {
-    return statSync(BUILT_WORKFLOW_BUNDLE).mtimeMs >= newestRunbookModule() ? { codePath: BUILT_WORKFLOW_BUNDLE } : undefined;
+    return statSync(codePath).mtimeMs >= newestRunbookModule(dist) ? { codePath } : undefined;
   } catch {
     return undefined;
   }
@@ -44,7 +43,7 @@ export function builtWorkflowBundle(): { codePath: string } | undefined {
 
 if (require.main === module) {
   bundleRunbooks().then(
-    (code) => writeFileSync(process.argv[2] ?? BUILT_WORKFLOW_BUNDLE, code),
+    (code) => writeFileSync(process.argv[2] ?? join(__dirname, '..', 'workflow-bundle.js'), code),
     (err: unknown) => {
       console.error(err);
       process.exit(1);
