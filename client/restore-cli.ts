@@ -147,8 +147,8 @@ export function registerRestoreCommands(program: Command, ctx: CliContext): void
     .option('--confirm <token>', 'in place: the confirmation token (asked for at a terminal)')
     .option('--reason <text>', 'why (required in place; asked for at a terminal)')
     .option('--as <identity>', 'who asks (default $PGDR_IDENTITY or the OS user)')
-    .option('--switch-wal', 'when the target time is not archived yet: switch WAL on the running cluster and wait until it is (asked at a terminal)')
-    .option('--no-switch-wal', 'never switch WAL; fail with what to do')
+    .option('--switch-wal', 'when the target time is not archived yet: commit and switch WAL on the running cluster and wait until it is (asked at a terminal); a time after the newest backup set gets this commit anyway')
+    .option('--no-switch-wal', 'never switch WAL: fail with what to do, or restore from what the archive holds')
     .action(async (o: TargetOptions & { cluster: string; newCluster?: string; inPlace?: boolean; databases?: string; port?: number; dataDir?: string; confirm?: string; reason?: string; as?: string; switchWal?: boolean }) => {
       const cfg = ctx.config();
       const prod = cfg.clusters.find((c) => c.name === o.cluster);

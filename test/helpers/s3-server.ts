@@ -90,6 +90,8 @@ export async function startS3Server(o: { dir: string; bindIp: string; bucket?: s
   const [master, masterGrpc, volume, volumeGrpc, filer, filerGrpc, s3, s3Grpc] = await Promise.all(Array.from({ length: 8 }, () => freePort()));
   const logFile = join(o.dir, 'weed.log');
   const args = [
+    // Its own log files into this folder too (by default they go to $TMPDIR and stay there).
+    `-logdir=${o.dir}`,
     'server',
     `-dir=${join(o.dir, 'data')}`,
     `-ip=${o.bindIp}`,
@@ -122,7 +124,7 @@ export async function startS3Server(o: { dir: string; bindIp: string; bucket?: s
   const pid = child.pid!;
   // weed's address form host:port.grpcPort (without it the shell assumes port + 10000); bounded by `timeout`.
   const shell = (command: string) =>
-    run('timeout', ['20', bin, 'shell', `-master=${o.bindIp}:${master}.${masterGrpc}`, `-filer=${o.bindIp}:${filer}.${filerGrpc}`], { input: `${command}\n` });
+    run('timeout', ['20', bin, `-logdir=${o.dir}`, 'shell', `-master=${o.bindIp}:${master}.${masterGrpc}`, `-filer=${o.bindIp}:${filer}.${filerGrpc}`], { input: `${command}\n` });
 
   const stop = async () => {
     if (exited) return;
