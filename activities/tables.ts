@@ -4,7 +4,7 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import type { CheckOutcome } from '../common/types';
-import { quoteQualified } from '../common/sql';
+import { quoteIdent, quoteQualified } from '../common/sql';
 import { FAILURE } from './pgbackrest';
 import { query, type PgTarget } from './postgres';
 
@@ -53,15 +53,23 @@ export async function locateTables(t: PgTarget, names: string[], where: string):
   return out;
 }
 
-/** The rows of a migrations table as text, newest first where it has `started_at` (up to `upTo` if given). */
-async function migrationRows(t: PgTarget, tl: TableLocation, upTo?: string): Promise<string[]> {
+/** Columns that name a migration, in the order tried: what a note shows of a row (else the whole row). */
+const MIGRATION_NAME_COLUMNS = ['migration_name', 'name', 'version', 'id'];
+
+/**
+ * The rows of a migrations table, newest first where it has `started_at` (up to `upTo` if given): each as the
+ * whole row in text (compared) and its name (shown).
+ */
+async function migrationRows(t: PgTarget, tl: TableLocation, upTo?: string): Promise<{ row: string; name: string }[]> {
   const bare = tl.sql.split('.').pop()!.replace(/"/g, '');
-  const cols = await query<{ column_name: string }>(t, 'SELECT column_name FROM information_schema.columns WHERE table_name = $1', [bare], tl.database);
-  const started = cols.some((x) => x.column_name === 'started_at');
+  const cols = (await query<{ column_name: string }>(t, 'SELECT column_name FROM information_schema.columns WHERE table_name = $1', [bare], tl.database)).map((x) => x.column_name);
+  const started = cols.includes('started_at');
+  const named = MIGRATION_NAME_COLUMNS.find((c) => cols.includes(c));
   const where = started && upTo ? ' WHERE started_at <= $1' : '';
   const order = started ? ' ORDER BY started_at DESC' : '';
-  const rows = await query<{ r: string }>(t, `SELECT t::text AS r FROM ${tl.sql} t${where}${order}`, where ? [upTo] : [], tl.database);
-  return rows.map((x) => x.r);
+  const name = named ? `t.${quoteIdent(named)}::text` : 't::text';
+  const rows = await query<{ row: string; name: string }>(t, `SELECT t::text AS row, ${name} AS name FROM ${tl.sql} t${where}${order}`, where ? [upTo] : [], tl.database);
+  return rows;
 }
 
 /**
@@ -73,13 +81,15 @@ export async function checkMigrations(restored: PgTarget, table: string, from?: 
   const [tl] = await locateTables(from?.source ?? restored, [table], from ? 'production' : 'the restored server');
   const copy = await migrationRows(restored, tl);
   if (!from) {
-    return copy.length ? { ok: true, note: `${copy.length} rows in ${tl.database}.${table}; newest: ${copy.slice(0, 3).join(', ')}` } : { ok: false, note: `${tl.database}.${table} is empty` };
+    return copy.length
+      ? { ok: true, note: `${copy.length} rows in ${tl.database}.${table}; newest: ${copy.slice(0, 3).map((r) => r.name).join(', ')}` }
+      : { ok: false, note: `${tl.database}.${table} is empty` };
   }
   const expected = await migrationRows(from.source, tl, from.upTo);
-  const have = new Set(copy);
-  const missing = expected.filter((r) => !have.has(r));
+  const have = new Set(copy.map((r) => r.row));
+  const missing = expected.filter((r) => !have.has(r.row));
   return {
     ok: missing.length === 0 && (expected.length === 0 || copy.length > 0),
-    note: missing.length ? `${missing.length} migration row(s) missing, e.g. ${missing[0]}` : `${copy.length} migration rows; all ${expected.length} expected present`,
+    note: missing.length ? `${missing.length} migration row(s) missing, e.g. ${missing[0].name}` : `${copy.length} migration rows; all ${expected.length} expected present`,
   };
 }

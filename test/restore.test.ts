@@ -187,7 +187,9 @@ describe('restore in place', () => {
     const post = r.checklists[1].items;
     assert.ok(post.find((i) => i.id === 'connectivity')?.state === 'passed');
     assert.ok(post.find((i) => i.id === 'table-counts')?.state === 'passed');
-    assert.ok(post.find((i) => i.id === 'migrations')?.state === 'passed');
+    const migrations = post.find((i) => i.id === 'migrations');
+    assert.equal(migrations?.state, 'passed');
+    assert.equal(migrations?.note, '1 rows in app._prisma_migrations; newest: 0001_init', 'rows named by migration_name');
     // Right after the restore the archive holds the new timeline's history file but perhaps no segment of
     // it yet, and the newest backup is the safety net taken on the old timeline past the branch point:
     // a restore must not pick that set (PostgreSQL would refuse it: "not a child of this server's history").
