@@ -157,10 +157,14 @@ export function walArchiving(route: Pick<HostRoute, 'taskQueue' | 'heartbeatTime
   });
 }
 
-/** Closing a WAL gap on request: a commit, a switch, and a wait as long as the caller asks. */
+/**
+ * Closing a WAL gap on request: a commit, a switch, and a wait as long as the caller asks. A person waits at
+ * the CLI: when no worker serves the host, say so within a minute.
+ */
 export function walGap(route: Pick<HostRoute, 'taskQueue' | 'heartbeatTimeout'>) {
   return proxyActivities<HostActivities>({
     taskQueue: route.taskQueue,
+    scheduleToStartTimeout: '1m',
     startToCloseTimeout: '5m',
     heartbeatTimeout: heartbeatOf(route),
     retry: { maximumAttempts: 2, nonRetryableErrorTypes: NON_RETRYABLE },
