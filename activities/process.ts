@@ -50,8 +50,11 @@ export function asUser(user: string | undefined, file: string, args: string[]): 
   return ['sudo', ['-n', '-u', user, '--', file, ...args]];
 }
 
-/** Kill a whole process group: SIGTERM, then SIGKILL after a grace period. */
-export function killProcessGroup(pid: number, graceMs = 5000): void {
+/**
+ * Kill a whole process group: `first` (SIGTERM), then SIGKILL after a grace period. Returns a function that
+ * calls the SIGKILL off (once the group is known to be gone: its id may be reused).
+ */
+export function killProcessGroup(pid: number, graceMs = 5000, first: NodeJS.Signals = 'SIGTERM'): () => void {
   const kill = (sig: NodeJS.Signals) => {
     try {
       process.kill(-pid, sig);
@@ -59,9 +62,18 @@ export function killProcessGroup(pid: number, graceMs = 5000): void {
       /* already gone */
     }
   };
-  kill('SIGTERM');
+  kill(first);
   const t = setTimeout(() => kill('SIGKILL'), graceMs);
   t.unref();
+  return () => clearTimeout(t);
+}
+
+/** Stop a process started in its own group (detached) and wait for it: SIGTERM, SIGKILL after `graceMs`. */
+export async function stopProcessGroup(child: PromiseLike<unknown> & { pid?: number }, graceMs: number, first: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (!child.pid) return;
+  const callOff = killProcessGroup(child.pid, graceMs, first);
+  await child;
+  callOff();
 }
 
 /** Wait until no process of the group is left (after killProcessGroup: its SIGKILL comes after the grace period). */

@@ -5,6 +5,7 @@
 import { Connection } from '@temporalio/client';
 import { execa, type ResultPromise } from 'execa';
 import { readdirSync, readFileSync } from 'node:fs';
+import { stopProcessGroup } from '../activities/process';
 import { portInUse } from '../common/net';
 import { devServerSearchAttributeArgs } from '../common/search-attributes';
 
@@ -68,21 +69,7 @@ export async function startTemporalDevServer(o: DevServerOptions): Promise<DevSe
     address,
     uiUrl: `http://127.0.0.1:${o.uiPort}`,
     stop: async () => {
-      if (exited || !child.pid) return;
-      try {
-        process.kill(-child.pid, 'SIGTERM');
-      } catch {
-        return;
-      }
-      const t = setTimeout(() => {
-        try {
-          process.kill(-child.pid!, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }, 10_000);
-      await child;
-      clearTimeout(t);
+      if (!exited) await stopProcessGroup(child, 10_000);
     },
   };
 }

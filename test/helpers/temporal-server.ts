@@ -21,7 +21,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { startServer, stopServer, type PgTarget } from '../../activities/postgres';
-import { asUser, run } from '../../activities/process';
+import { asUser, run, stopProcessGroup } from '../../activities/process';
 import { pickFreePort, portInUse } from '../../common/net';
 import { makeOwnedDir } from '../../common/os-user';
 import { PROJECT_ROOT } from '../../common/paths';
@@ -326,22 +326,8 @@ export async function startTemporalServer(opts: TemporalServerOptions): Promise<
   };
 
   const kill = async (signal: NodeJS.Signals = 'SIGTERM') => {
-    const c = child;
-    if (!c || exited || !c.pid) return;
-    try {
-      process.kill(-c.pid, signal);
-    } catch {
-      /* gone */
-    }
-    const hard = setTimeout(() => {
-      try {
-        process.kill(-c.pid!, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }, 15_000);
-    await c;
-    clearTimeout(hard);
+    if (!child || exited) return;
+    await stopProcessGroup(child, 15_000, signal);
     exited = true;
   };
 
