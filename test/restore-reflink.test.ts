@@ -15,7 +15,7 @@ import type { ApprovalStateAnswer } from '../common/approvals';
 import type { RestoreInPlaceResult } from '../workflows/restore-in-place';
 import { stopLocalCluster, type LocalCluster } from '../worker/local-cluster';
 import { Harness, sql, startWorkerProcess, stopWorkerProcess, switchWalAndWaitArchived, waitFor } from './helpers/harness';
-import { assertNothingLost, besides, outcome, plant, StopPoints, CRASH_TEST_WORKER, crashableWorker } from './helpers/invariants';
+import { accident as accidentOn, assertNothingLost, besides, outcome, StopPoints, CRASH_TEST_WORKER, crashableWorker } from './helpers/invariants';
 import { signOffWhenAsked, voteWhenAsked } from './helpers/people';
 
 const h = new Harness('restore-reflink');
@@ -28,7 +28,6 @@ let worker: ChildProcess;
 let points: StopPoints;
 let env: Record<string, string>;
 
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rows = async (tag: string) => Number((await sql<{ n: string }>(main, 'SELECT count(*) AS n FROM orders WHERE tag = $1', [tag], 'app'))[0].n);
 
 async function restartWorker(extra: Record<string, string> = {}): Promise<void> {
@@ -36,17 +35,8 @@ async function restartWorker(extra: Record<string, string> = {}): Promise<void> 
   worker = await startWorkerProcess(h.configFile, { ...env, ...extra });
 }
 
-/** 5 rows tagged `name` at the target time, deleted afterwards (the accident). */
-async function accident(name: string): Promise<string> {
-  await sql(main, 'INSERT INTO orders (tag) SELECT $1 FROM generate_series(1, 5)', [name], 'app');
-  await pause(1100);
-  const [{ t }] = await sql<{ t: Date }>(main, 'SELECT clock_timestamp() AS t');
-  await pause(1100);
-  await sql(main, 'DELETE FROM orders WHERE tag = $1', [name], 'app');
-  await switchWalAndWaitArchived(main);
-  plant(main.dataDir, name);
-  return t.toISOString();
-}
+/** The accident (invariants.ts): 5 rows tagged `name` at the target time, deleted afterwards; the target. */
+const accident = async (name: string): Promise<string> => (await accidentOn(main, name)).target;
 
 async function restore(c: LocalCluster, target: string): Promise<WorkflowHandle> {
   const handle = await h.start('restoreInPlace', { cluster: c.name, target: { type: 'time', value: target }, confirmation: TOKEN, reason: 'reflink test', requestedBy: 'carol' });

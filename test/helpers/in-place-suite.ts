@@ -14,8 +14,8 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { serverState } from '../../activities/postgres';
 import type { RestoreInPlaceResult } from '../../workflows/restore-in-place';
 import type { LocalCluster } from '../../worker/local-cluster';
-import { Harness, sql, startWorkerProcess, stopWorkerProcess, switchWalAndWaitArchived, waitFor } from './harness';
-import { assertNothingLost, Matrix, outcome, plant, StopPoints, strays, whereIs, CRASH_TEST_WORKER, crashableWorker } from './invariants';
+import { Harness, sql, startWorkerProcess, stopWorkerProcess, waitFor } from './harness';
+import { accident as accidentOn, assertNothingLost, Matrix, outcome, StopPoints, strays, whereIs, CRASH_TEST_WORKER, crashableWorker } from './invariants';
 import { signOffWhenAsked, voteWhenAsked } from './people';
 
 export let h: Harness;
@@ -26,7 +26,6 @@ let worker: ChildProcess;
 export let points: StopPoints;
 let env: Record<string, string>;
 
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const rows = async (tag: string) => Number((await sql<{ n: string }>(main, 'SELECT count(*) AS n FROM orders WHERE tag = $1', [tag], 'app'))[0].n);
 /** When the postmaster started: unchanged means production was never stopped. */
 export const postmasterPid = async () => (await sql<{ p: string }>(main, 'SELECT pg_postmaster_start_time()::text AS p'))[0].p;
@@ -40,17 +39,8 @@ export async function crashWorker(): Promise<void> {
   worker = await startWorkerProcess(h.configFile, env);
 }
 
-/** The accident of one cell: 5 rows tagged `name` exist at the target time, then they are deleted. */
-export async function accident(name: string): Promise<{ name: string; target: string }> {
-  await sql(main, "INSERT INTO orders (tag) SELECT $1 FROM generate_series(1, 5)", [name], 'app');
-  await pause(1100);
-  const [{ t }] = await sql<{ t: Date }>(main, 'SELECT clock_timestamp() AS t');
-  await pause(1100);
-  await sql(main, 'DELETE FROM orders WHERE tag = $1', [name], 'app');
-  await switchWalAndWaitArchived(main);
-  plant(main.dataDir, name); // follows the original data directory wherever it goes
-  return { name, target: t.toISOString() };
-}
+/** The accident of one cell (invariants.ts): 5 rows tagged `name` exist at the target time, then they are deleted. */
+export const accident = (name: string) => accidentOn(main, name);
 
 export const start = (a: { name: string; target: string }, id = `ip-${a.name}-${Date.now()}`) =>
   h.start('restoreInPlace', { cluster: 'main', target: { type: 'time', value: a.target }, confirmation: TOKEN, reason: `safety ${a.name}`, requestedBy: 'carol' }, id);

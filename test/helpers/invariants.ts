@@ -9,7 +9,7 @@ import { basename, dirname, join } from 'node:path';
 import { MARKER_FILE, type Marker } from '../../activities/owned-dirs';
 import { run } from '../../activities/process';
 import type { LocalCluster } from '../../worker/local-cluster';
-import { waitFor, type Harness } from './harness';
+import { sql, switchWalAndWaitArchived, waitFor, type Harness } from './harness';
 
 /** Stop points: hold a named point (activities/stop-points.ts, pgbackrest-hook.sh) until released. */
 export class StopPoints {
@@ -48,6 +48,23 @@ export async function crashableWorker(h: Harness): Promise<{ points: StopPoints;
 /** A file planted in a data directory, to follow where that directory went. */
 export function plant(dataDir: string, name: string): void {
   writeFileSync(join(dataDir, `pgdr-test-${name}`), name);
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A test's accident on cluster `c`: 5 rows tagged `name` in `orders` (database app) exist at the target time,
+ * then they are deleted and the WAL holding both is archived; the data directory is planted with `name`.
+ */
+export async function accident(c: LocalCluster, name: string): Promise<{ name: string; target: string }> {
+  await sql(c, 'INSERT INTO orders (tag) SELECT $1 FROM generate_series(1, 5)', [name], 'app');
+  await pause(1100);
+  const [{ t }] = await sql<{ t: Date }>(c, 'SELECT clock_timestamp() AS t');
+  await pause(1100);
+  await sql(c, 'DELETE FROM orders WHERE tag = $1', [name], 'app');
+  await switchWalAndWaitArchived(c);
+  plant(c.dataDir, name); // follows the original data directory wherever it goes
+  return { name, target: t.toISOString() };
 }
 
 /** Every directory beside the data directory (data.*) with its marker. */
