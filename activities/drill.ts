@@ -53,6 +53,12 @@ async function connect(t: PgTarget, database?: string, user?: string): Promise<C
   return client;
 }
 
+/**
+ * The time now in UTC with PostgreSQL's microseconds, as text: as a JS Date it would be cut to milliseconds,
+ * and a target up to 999 µs early stops recovery before commits that are in the counts.
+ */
+const NOW_US = `to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+
 /** How long a SHARE lock on a drill table may wait for writers (below the default deadlock_timeout of 1 s). */
 const COUNT_LOCK_TIMEOUT = '500ms';
 
@@ -64,8 +70,8 @@ const COUNT_LOCK_TIMEOUT = '500ms';
  * time therefore holds exactly the counted rows. Counting runs in the imported snapshots after the locks
  * are released, so a big table does not stall production for the length of a count.
  */
-async function countAtTarget(c: ClusterConfig, tables: TableLocation[]): Promise<{ at: Date; counts: Record<string, number> }> {
-  if (!tables.length) return { at: (await query<{ at: Date }>(c, 'SELECT clock_timestamp() AS at'))[0].at, counts: {} };
+async function countAtTarget(c: ClusterConfig, tables: TableLocation[]): Promise<{ at: string; counts: Record<string, number> }> {
+  if (!tables.length) return { at: (await query<{ at: string }>(c, `SELECT ${NOW_US} AS at`))[0].at, counts: {} };
   const dbs = [...new Set(tables.map((t) => t.database))];
   for (let attempt = 1; ; attempt++) {
     const clients: Client[] = [];
@@ -84,7 +90,7 @@ async function countAtTarget(c: ClusterConfig, tables: TableLocation[]): Promise
       }
       const snapshots = new Map<string, string>();
       for (const [db, cl] of lockers) snapshots.set(db, (await cl.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0].s);
-      const [{ at }] = (await lockers.get(dbs[0])!.query<{ at: Date }>('SELECT clock_timestamp() AS at')).rows;
+      const [{ at }] = (await lockers.get(dbs[0])!.query<{ at: string }>(`SELECT ${NOW_US} AS at`)).rows;
       const readers = new Map<string, Client>();
       for (const db of dbs) {
         const cl = await open(db);
@@ -229,7 +235,7 @@ export function drillActivities({ config }: ActivityDeps) {
       // A target given by the user (in the past) is what the copy must reach; else the moment just taken.
       const given = input.target ? parseTargetTime(input.target) : undefined;
       if (given && !given.ok) throw ApplicationFailure.nonRetryable(given.message, FAILURE.badInput);
-      const target = given ? given.iso : at.toISOString();
+      const target = given ? given.iso : at;
       const [{ n, last }] = await query<{ n: string; last: string | null }>(c, `SELECT count(*) AS n, max(id) AS last FROM ${MARKER_TABLE} WHERE at <= $1`, [target]);
       return {
         beforeId: Number(before.id),
